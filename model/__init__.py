@@ -1,0 +1,1 @@
+"""The spherical CNN: harmonics, transforms, spectral layers, network, data, training."""
