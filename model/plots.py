@@ -1,0 +1,50 @@
+"""Pictures people would rather look at than read: training curves, confusion matrices."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def plot_training_curves(histories: dict[str, Sequence[dict[str, float]]], path: Path) -> None:
+    """One line per run: training loss (left) and test accuracy (right) per epoch."""
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, history in histories.items():
+        epochs = [h["epoch"] for h in history]
+        loss_ax.plot(epochs, [h["train_loss"] for h in history], label=name)
+        acc_ax.plot(epochs, [h["train_acc"] for h in history], "--", label=f"{name} train")
+        acc_ax.plot(epochs, [h["test_acc"] for h in history], label=f"{name} test")
+    loss_ax.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0.0, 1.0))
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], title: str, path: Path) -> None:
+    """Row-normalized confusion matrix with counts in the cells."""
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = 0.5 * len(class_names) + 2
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            if matrix[i, j]:
+                color = "white" if rates[i, j] > 0.5 else "black"
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7, color=color)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,232 @@
+"""Train the spherical CNN: ``python -m model.train --key=value ...``.
+
+Reads top to bottom: config, data, model, optimizer, then one loop over epochs. Each epoch
+ends with an evaluation on the test split, a log line, and a checkpoint that resumes exactly
+(weights, optimizer, schedule, random state, history). Re-running the same command after an
+interruption continues from the last finished epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from model.config import apply_overrides
+from model.data import MapSet, batches, load_maps
+from model.net import SphericalCNN, describe, preset_config
+from raymap import FEATURE_NAMES, FEATURES_VERSION
+from raymap.grid import GridSpec
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = "modelnet10"
+    architecture: str = "paper"  # a key of model.net.PRESETS
+    bandwidth: int = 32
+    train_rotation: str = "so3"  # none | z | so3, applied to meshes before ray casting
+    train_copies: int = 1
+    test_rotation: str = "so3"
+    seed: int = 0
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    # The learning rate is multiplied by lr_gamma at these fractions of the training.
+    lr_milestones: tuple[float, ...] = (0.6, 0.85)
+    lr_gamma: float = 0.1
+    label_smoothing: float = 0.0
+    dropout: float = 0.3
+    limit_per_class: int | None = None  # for quick experiments
+    threads: int = 0  # 0 = torch's default
+    device: str = "auto"  # auto | cpu | cuda
+    out: str = "runs/modelnet10-so3"
+    progress: bool = True
+
+
+def checkpoint_path(out: Path) -> Path:
+    return out / "checkpoint.pt"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def evaluate_logits(model: SphericalCNN, data: MapSet, device: torch.device) -> torch.Tensor:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for index in batches(len(data), 128):
+            logits, _ = model(data.maps[index].to(device))
+            out.append(logits.float().cpu())
+    return torch.cat(out)
+
+
+def save_atomic(state: dict[str, object], path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def lr_factor(config: TrainConfig, epoch: int) -> float:
+    passed = sum(epoch >= math.ceil(m * config.epochs) for m in config.lr_milestones)
+    return config.lr_gamma**passed
+
+
+def train(config: TrainConfig) -> Path:
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+
+    model_config = preset_config(config.architecture, dropout=config.dropout)
+    if model_config.bandwidth != config.bandwidth:
+        model_config = dataclasses.replace(model_config, bandwidth=config.bandwidth)
+    common = {"limit_per_class": config.limit_per_class, "progress": config.progress}
+    train_set = load_maps(
+        config.dataset,
+        "train",
+        config.bandwidth,
+        config.train_rotation,
+        config.train_copies,
+        config.seed,
+        **common,
+    )
+    test_set = load_maps(
+        config.dataset, "test", config.bandwidth, config.test_rotation, 1, config.seed, **common
+    )
+    model_config = dataclasses.replace(model_config, n_classes=len(train_set.class_names))
+    model = SphericalCNN(model_config).to(device)
+    print(describe(model), f"on {device}", flush=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+    start_epoch, history, seconds = 0, [], 0.0
+    path = checkpoint_path(out)
+    if path.is_file():
+        state = torch.load(path, map_location=device, weights_only=False)
+        if state["train_config"] != dataclasses.asdict(config):
+            raise SystemExit(
+                f"{path} was written with other settings; use another --out or delete it.\n"
+                f"saved: {state['train_config']}\nnow:   {dataclasses.asdict(config)}"
+            )
+        model.load_state_dict(state["weights"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng_state"])
+        start_epoch, history, seconds = state["epoch"] + 1, state["history"], state["seconds"]
+        print(f"resuming after epoch {state['epoch'] + 1} from {path}", flush=True)
+
+    for epoch in range(start_epoch, config.epochs):
+        began = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * lr_factor(config, epoch)
+        model.train()
+        shuffle = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        loss_sum, correct, seen = 0.0, 0, 0
+        steps = batches(len(train_set), config.batch_size, shuffle, drop_last=True)
+        bar = tqdm(steps, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not config.progress)
+        for index in bar:
+            maps = train_set.maps[index].to(device, non_blocking=True)
+            labels = train_set.labels[index].to(device, non_blocking=True)
+            logits, _ = model(maps)
+            loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(index)
+            correct += int((logits.argmax(1) == labels).sum())
+            seen += len(index)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        train_seconds = time.perf_counter() - began
+        seconds += train_seconds
+        test_logits = evaluate_logits(model, test_set, device)
+        test_acc = float((test_logits.argmax(1) == test_set.labels).float().mean())
+        record = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": loss_sum / seen,
+            "train_acc": correct / seen,
+            "test_acc": test_acc,
+            "epoch_seconds": train_seconds,
+            "train_seconds": seconds,
+        }
+        history.append(record)
+        print(
+            f"epoch {epoch + 1:3d}/{config.epochs} lr {record['lr']:.1e} "
+            f"loss {record['train_loss']:.4f} train {record['train_acc']:.4f} "
+            f"test {test_acc:.4f} ({train_seconds:.0f}s, total {seconds / 60:.1f} min)",
+            flush=True,
+        )
+        save_atomic(
+            {
+                **model_artifact(model, train_set.class_names, config),
+                "optimizer": optimizer.state_dict(),
+                "rng_state": torch.get_rng_state(),
+                "epoch": epoch,
+                "history": history,
+                "seconds": seconds,
+            },
+            path,
+        )
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    return path
+
+
+def model_artifact(
+    model: SphericalCNN, class_names: list[str], config: TrainConfig
+) -> dict[str, object]:
+    """What export and evaluation need to rebuild the model without guessing."""
+    return {
+        "weights": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model_config": model.config.to_dict(),
+        "class_names": list(class_names),
+        "grid": dataclasses.asdict(GridSpec(model.config.bandwidth)),
+        "feature_names": list(FEATURE_NAMES),
+        "features_version": FEATURES_VERSION,
+        "train_config": dataclasses.asdict(config),
+    }
+
+
+def load_model(path: str | Path, device: str = "cpu") -> tuple[SphericalCNN, dict[str, object]]:
+    """A checkpoint -> the network in eval mode and the checkpoint dict."""
+    from model.net import ModelConfig
+
+    state = torch.load(path, map_location=device, weights_only=False)
+    model = SphericalCNN(ModelConfig.from_dict(state["model_config"]))
+    model.load_state_dict(state["weights"])
+    return model.to(device).eval(), state
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in args):
+        fields = dataclasses.fields(TrainConfig)
+        print(__doc__)
+        for f in fields:
+            print(f"  --{f.name}={f.default!r}")
+        return 0
+    try:
+        config = apply_overrides(TrainConfig(), args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(dataclasses.asdict(config)), flush=True)
+    print(f"checkpoint: {train(config)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

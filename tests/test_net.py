@@ -1,0 +1,110 @@
+"""The network: exact invariance to grid-step rotations about the pole, config round trips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model.config import apply_overrides
+from model.net import ModelConfig, SphericalCNN, describe, multiply_adds, preset_config
+from model.train import TrainConfig, load_model, model_artifact
+from tests.spherical import random_coefficients, random_rotation, sample_rotated
+
+
+@pytest.fixture(scope="module")
+def small_network() -> SphericalCNN:
+    torch.manual_seed(0)
+    model = SphericalCNN(preset_config("small", n_classes=5)).eval()
+    # Non-trivial batch-norm statistics, as after training.
+    with torch.no_grad():
+        model.train()
+        model(torch.rand(16, 6, 32, 32))
+    return model.eval()
+
+
+# Exact only for shifts that stay on the coarsest grid (bandwidth 16 -> 4: multiples of 4).
+@pytest.mark.parametrize("shift", [4, 8, 20])
+def test_polar_rotation_by_grid_steps_leaves_outputs_unchanged(
+    small_network: SphericalCNN, shift: int
+) -> None:
+    maps = torch.rand(3, 6, 32, 32)
+    with torch.no_grad():
+        logits, descriptor = small_network(maps)
+        logits_r, descriptor_r = small_network(torch.roll(maps, shift, dims=-1))
+    torch.testing.assert_close(logits_r, logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(descriptor_r, descriptor, rtol=1e-4, atol=1e-4)
+
+
+def test_descriptor_is_nearly_invariant_to_arbitrary_rotations(
+    small_network: SphericalCNN,
+) -> None:
+    # Band-limited inputs; the pointwise ReLUs are not band-limited, so this is approximate.
+    rng = np.random.default_rng(0)
+    coefficients = random_coefficients(rng, (1, 6), 8) * 0.3
+    coefficients[..., 0, 7] += 2.0
+    b = 16
+
+    def descriptor(rotation: np.ndarray) -> torch.Tensor:
+        maps = torch.tensor(sample_rotated(coefficients, b, rotation), dtype=torch.float32)
+        with torch.no_grad():
+            return small_network(maps)[1][0]
+
+    reference = descriptor(np.eye(3))
+    for _ in range(3):
+        cosine = float(descriptor(random_rotation(rng)) @ reference)
+        assert cosine > 0.99, f"descriptor cosine {cosine:.4f} under a random rotation"
+
+
+def test_outputs_have_the_promised_shapes_and_norms(small_network: SphericalCNN) -> None:
+    with torch.no_grad():
+        logits, descriptor = small_network(torch.rand(4, 6, 32, 32))
+    assert logits.shape == (4, 5)
+    assert descriptor.shape == (4, small_network.config.descriptor_size)
+    torch.testing.assert_close(descriptor.norm(dim=1), torch.ones(4))
+
+
+def test_paper_network_size_is_reported() -> None:
+    model = SphericalCNN(ModelConfig())
+    text = describe(model)
+    assert "parameters" in text and "multiply-adds" in text
+    assert 20e6 < multiply_adds(model) < 60e6
+
+
+def test_checkpoint_round_trip(tmp_path: object, small_network: SphericalCNN) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "model.pt"
+    names = [f"class{i}" for i in range(5)]
+    torch.save(model_artifact(small_network, names, TrainConfig()), path)
+    model, state = load_model(path)
+    assert state["class_names"] == names
+    assert state["grid"] == {"bandwidth": 16, "name": "driscoll-healy-soft"}
+    maps = torch.rand(2, 6, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(maps)[0], small_network(maps)[0])
+
+
+def test_model_config_refuses_inconsistent_layers() -> None:
+    with pytest.raises(ValueError, match="after bandwidth 8"):
+        ModelConfig(bandwidth=8, branch_layers=((16, 16),))
+    with pytest.raises(ValueError, match="unknown ModelConfig keys"):
+        ModelConfig.from_dict({"bogus": 1})
+    with pytest.raises(ValueError, match="unknown architecture"):
+        preset_config("huge")
+
+
+def test_overrides_parse_values_and_refuse_unknown_keys() -> None:
+    config = apply_overrides(
+        TrainConfig(), ["--epochs=3", "--lr=0.01", "--lr_milestones=[0.5]", "--progress=false"]
+    )
+    assert (config.epochs, config.lr, config.lr_milestones, config.progress) == (
+        3,
+        0.01,
+        (0.5,),
+        False,
+    )
+    with pytest.raises(ValueError, match="unknown setting 'epoch'"):
+        apply_overrides(TrainConfig(), ["--epoch=3"])
+    with pytest.raises(ValueError, match="expected --key=value"):
+        apply_overrides(TrainConfig(), ["epochs"])
