@@ -130,7 +130,7 @@ def train(config: TrainConfig) -> Path:
         print(f"resuming after epoch {state['epoch'] + 1} from {path}", flush=True)
 
     for epoch in range(start_epoch, config.epochs):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         for group in optimizer.param_groups:
             group["lr"] = config.lr * lr_factor(config, epoch)
         model.train()
@@ -151,6 +151,7 @@ def train(config: TrainConfig) -> Path:
             seen += len(index)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         train_seconds = time.perf_counter() - began
+        cpu_seconds = time.process_time() - began_cpu
         seconds += train_seconds
         test_logits = evaluate_logits(model, test_set, device)
         test_acc = float((test_logits.argmax(1) == test_set.labels).float().mean())
@@ -161,13 +162,15 @@ def train(config: TrainConfig) -> Path:
             "train_acc": correct / seen,
             "test_acc": test_acc,
             "epoch_seconds": train_seconds,
+            "epoch_cpu_seconds": cpu_seconds,
             "train_seconds": seconds,
         }
         history.append(record)
         print(
             f"epoch {epoch + 1:3d}/{config.epochs} lr {record['lr']:.1e} "
             f"loss {record['train_loss']:.4f} train {record['train_acc']:.4f} "
-            f"test {test_acc:.4f} ({train_seconds:.0f}s, total {seconds / 60:.1f} min)",
+            f"test {test_acc:.4f} ({train_seconds:.0f}s wall, {cpu_seconds:.0f}s cpu; "
+            f"total {seconds / 60:.1f} min)",
             flush=True,
         )
         save_atomic(

@@ -6,7 +6,7 @@ applied; point clouds and paths in a scene are dropped. glTF is +Y up by specifi
 GLB/GLTF meshes are turned to +Z up, the polar axis of the grid.
 
 OFF is parsed by a vectorized reader (ModelNet40's glued header ``OFF490 518 0`` included)
-with trimesh's reader as the fallback for polygons, colours and comments.
+with trimesh's reader as the fallback for polygons and colours.
 
 Every failure is a :class:`~raymap.errors.MeshError` with a reason a user can act on.
 """
@@ -14,6 +14,7 @@ Every failure is a :class:`~raymap.errors.MeshError` with a reason a user can ac
 from __future__ import annotations
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -28,12 +29,12 @@ DEFAULT_MAX_FACES = 500_000
 # glTF is +Y up; our grid's polar axis is +Z: (x, y, z) -> (x, -z, y).
 _Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 _OFF_HEADER = re.compile(rb"\A\s*(C?N?OFF)")
+_OFF_COMMENT = re.compile(rb"#[^\r\n]*")
 
 
 def file_type_of(name: str) -> str:
     """The format of a file name or a bare format name: 'chair.OFF' -> 'off', '.glb' -> 'glb'."""
-    suffix = Path(name).suffix if "." in name else name
-    return suffix.lstrip(".").lower()
+    return name.rsplit(".", 1)[-1].lower()
 
 
 def load_mesh(data: bytes, file_type: str, max_faces: int = DEFAULT_MAX_FACES) -> trimesh.Trimesh:
@@ -53,6 +54,8 @@ def load_mesh(data: bytes, file_type: str, max_faces: int = DEFAULT_MAX_FACES) -
     if fmt == "off":
         vertices, faces = _read_off(data, max_faces)
     else:
+        if fmt == "gltf":
+            _check_gltf_is_self_contained(data)
         vertices, faces = _read_with_trimesh(data, fmt)
     if fmt in ("glb", "gltf") and len(vertices):
         vertices = vertices @ _Y_UP_TO_Z_UP.T
@@ -71,13 +74,16 @@ def load_mesh_file(path: str | Path, max_faces: int = DEFAULT_MAX_FACES) -> trim
     return load_mesh(data, path.suffix or path.name, max_faces=max_faces)
 
 
-def validate_mesh(mesh: trimesh.Trimesh, max_faces: int = DEFAULT_MAX_FACES) -> None:
-    """Raise :class:`MeshError` unless ``mesh`` can be ray cast; cheap (one pass over it)."""
+def validate_mesh(mesh: trimesh.Trimesh, max_faces: int | None = DEFAULT_MAX_FACES) -> None:
+    """Raise :class:`MeshError` unless ``mesh`` can be ray cast; cheap (one pass over it).
+
+    ``max_faces=None`` means no cap.
+    """
     vertices = np.asarray(mesh.vertices)
     faces = np.asarray(mesh.faces)
     if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
         raise MeshError("the mesh has no faces (a point cloud or an empty file?)")
-    if len(faces) > max_faces:
+    if max_faces is not None and len(faces) > max_faces:
         raise MeshError(f"the mesh has {len(faces)} faces, more than the limit of {max_faces}")
     if faces.min() < 0 or faces.max() >= len(vertices):
         raise MeshError(
@@ -108,8 +114,30 @@ def _read_with_trimesh(data: bytes, fmt: str) -> tuple[np.ndarray, np.ndarray]:
     return vertices, faces.reshape(-1, 3) if faces.size else np.zeros((0, 3), np.int64)
 
 
+def _check_gltf_is_self_contained(data: bytes) -> None:
+    """An uploaded .gltf cannot reach its .bin or texture files: say so plainly."""
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MeshError(f"cannot read the GLTF file: it is not JSON ({exc})") from exc
+    if not isinstance(document, dict):
+        raise MeshError("cannot read the GLTF file: its JSON is not an object")
+    external = [
+        str(buffer.get("uri"))
+        for buffer in document.get("buffers", [])
+        if isinstance(buffer, dict) and not str(buffer.get("uri", "data:")).startswith("data:")
+    ]
+    if external:
+        raise MeshError(
+            f"the GLTF file refers to external files ({', '.join(external[:3])}); "
+            "upload a .glb, or a .gltf with embedded buffers"
+        )
+
+
 def _read_off(data: bytes, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorized OFF reader for the common case: triangles, no colours, no comments."""
+    """Vectorized OFF reader for the common case: triangles without colours."""
+    if b"#" in data:
+        data = _OFF_COMMENT.sub(b"", data)
     match = _OFF_HEADER.match(data)
     if match is None:
         raise MeshError("cannot read the OFF file: it does not start with 'OFF'")
@@ -125,7 +153,7 @@ def _read_off(data: bytes, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
         raise MeshError(f"the mesh has {n_faces} faces, more than the limit of {max_faces}")
     if n_faces == 0:
         raise MeshError("the mesh has no faces (a point cloud or an empty file?)")
-    if match.group(1) == b"OFF" and b"#" not in body:
+    if match.group(1) == b"OFF":
         try:
             values = np.array(tokens[3].split() if len(tokens) > 3 else [], dtype=np.float64)
         except ValueError:

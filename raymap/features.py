@@ -1,0 +1,50 @@
+"""The six per-ray features of Esteves et al. (ECCV 2018), Sec. 5.1, as pure numpy.
+
+For a ray cast from the enclosing sphere toward the centre, along unit direction ``r``:
+
+* ``distance``: distance from the unit sphere to the first hit, divided by the diameter 2, so
+  it lies in [0, 1]: 0 on the sphere, 0.5 at the centre, 1 at the far side.
+* ``cos``, ``sin``: |cos| and sin of the angle between the ray and the surface normal. The
+  absolute value makes them independent of the face winding, which is unreliable in ModelNet.
+
+A ray that misses (the mesh is not convex and the ray passes through a hole) gets
+``distance = 1`` (nothing along the whole chord), ``cos = sin = 0``: a value no hit can take,
+since a hit has cos^2 + sin^2 = 1. Rays always hit the convex hull, which contains the centre.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from raymap.cast import Hits
+
+FEATURES_VERSION = "1"
+FEATURE_NAMES: tuple[str, ...] = (
+    "mesh_distance",
+    "mesh_cos",
+    "mesh_sin",
+    "hull_distance",
+    "hull_cos",
+    "hull_sin",
+)
+
+# Rays start a little outside the unit sphere so that the farthest vertex, at radius 1 up to
+# float32 rounding, is still in front of them; distances are measured from radius 1.
+ORIGIN_RADIUS = 1.0 + 1e-3
+MISS_DISTANCE = 1.0
+MISS_COS = 0.0
+MISS_SIN = 0.0
+
+
+def ray_features(hits: Hits, ray_directions: np.ndarray) -> np.ndarray:
+    """(3, R) float32: distance, |cos|, sin for rays of unit ``ray_directions`` (R, 3)."""
+    travelled = hits.distance - np.float32(ORIGIN_RADIUS - 1.0)  # (R,) from the unit sphere
+    distance = np.clip(travelled * np.float32(0.5), 0.0, 1.0)
+    normal_length = np.linalg.norm(hits.normal, axis=1)  # (R,)
+    dot = np.abs(np.einsum("rk,rk->r", hits.normal, ray_directions))  # (R,)
+    cos = np.clip(dot / np.where(normal_length > 0, normal_length, 1.0), 0.0, 1.0)
+    cos = np.where(normal_length > 0, cos, np.float32(1.0))
+    sin = np.sqrt(np.maximum(0.0, 1.0 - cos * cos))
+    out = np.stack([distance, cos, sin]).astype(np.float32)  # (3, R)
+    out[:, ~hits.hit] = np.array([MISS_DISTANCE, MISS_COS, MISS_SIN], dtype=np.float32)[:, None]
+    return out
