@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 # onnxruntime flavour: cpu (default) or gpu. Never both: the two wheels overwrite each other.
 ORT ?= cpu
 
-.PHONY: setup test lint format serve data train export bench
+.PHONY: setup test lint format serve data train evaluate export gallery bench
 
 $(VENV)/.installed-$(ORT): pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,5 +28,21 @@ format: setup
 serve: setup
 	$(PY) -m service
 
+# Spherical maps of ModelNet10 at bandwidth 32 (cached under ~/.cache/spherical-shapes; resumable).
+data: setup
+	$(PY) -m raymap.datasets --dataset modelnet10 --split train --bandwidth 32 --rotation so3 --copies 1
+	$(PY) -m raymap.datasets --dataset modelnet10 --split test --bandwidth 32 --rotation so3 --copies 1
+	$(PY) -m raymap.datasets --dataset modelnet10 --split train --bandwidth 32 --rotation z --copies 1
+	$(PY) -m raymap.datasets --dataset modelnet10 --split test --bandwidth 32 --rotation z --copies 1
+
+# The two models of the paper's protocols (resumable: re-run after an interruption).
+train: data
+	$(PY) -m model.train --epochs=50 --threads=1 --out=runs/modelnet10-so3
+	$(PY) -m model.train --epochs=50 --threads=1 --train_rotation=z --test_rotation=z --out=runs/modelnet10-z
+
+evaluate: setup
+	$(PY) -m model.evaluate --z=runs/modelnet10-z/checkpoint.pt --so3=runs/modelnet10-so3/checkpoint.pt --out=docs/results
+
 bench: setup
 	$(PY) bench/sht.py
+	$(PY) bench/raycast.py --dataset modelnet10 --split test --bandwidth 32
