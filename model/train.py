@@ -3,7 +3,8 @@
 Reads top to bottom: config, data, model, optimizer, then one loop over epochs. Each epoch
 ends with an evaluation on the test split, a log line, and a checkpoint that resumes exactly
 (weights, optimizer, schedule, random state, history). Re-running the same command after an
-interruption continues from the last finished epoch.
+interruption continues from the last finished epoch; ``--epochs`` may differ on the re-run to
+extend or shorten training (the learning-rate schedule follows the new count).
 """
 
 from __future__ import annotations
@@ -55,6 +56,16 @@ class TrainConfig:
 
 def checkpoint_path(out: Path) -> Path:
     return out / "checkpoint.pt"
+
+
+# Settings that may change between a run and its resumption: they do not change what an epoch
+# computes (``epochs`` extends or shortens the run; the schedule follows the new count).
+RESUMABLE_CHANGES = frozenset({"epochs", "progress", "threads", "device"})
+
+
+def same_run(saved: dict[str, object], now: dict[str, object]) -> bool:
+    keys = (set(saved) | set(now)) - RESUMABLE_CHANGES
+    return all(saved.get(k) == now.get(k) for k in keys)
 
 
 def pick_device(name: str) -> torch.device:
@@ -118,7 +129,7 @@ def train(config: TrainConfig) -> Path:
     path = checkpoint_path(out)
     if path.is_file():
         state = torch.load(path, map_location=device, weights_only=False)
-        if state["train_config"] != dataclasses.asdict(config):
+        if not same_run(state["train_config"], dataclasses.asdict(config)):
             raise SystemExit(
                 f"{path} was written with other settings; use another --out or delete it.\n"
                 f"saved: {state['train_config']}\nnow:   {dataclasses.asdict(config)}"

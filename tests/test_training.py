@@ -28,12 +28,10 @@ def test_resume_after_interruption_is_exact(tmp_path: Path) -> None:
     quick = dataclasses.replace(SHREC, epochs=2, limit_per_class=2, lr_milestones=(0.5,))
     straight = train(dataclasses.replace(quick, out=str(tmp_path / "straight")))
 
-    # The same run, cut after its first epoch, then started again with the same command.
+    # The same run, cut after its first epoch, then started again with the full epoch count.
     cut = dataclasses.replace(quick, out=str(tmp_path / "cut"))
     train(dataclasses.replace(cut, epochs=1))
-    state = torch.load(checkpoint_path(Path(cut.out)), weights_only=False)
-    state["train_config"]["epochs"] = 2  # as if the 2-epoch run had been killed after epoch 1
-    torch.save(state, checkpoint_path(Path(cut.out)))
+    assert checkpoint_path(Path(cut.out)).is_file()
     resumed = train(cut)
 
     a = torch.load(straight, weights_only=False)
