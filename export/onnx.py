@@ -1,0 +1,436 @@
+"""Checkpoint -> ``model.onnx``: ``python -m export.onnx CHECKPOINT --out model.onnx``.
+
+The exported graph maps spherical maps ``maps`` (N, C, 2b, 2b) float32, N dynamic, to
+``probabilities`` (N, K) (softmax of the logits) and ``descriptor`` (N, D) (L2-normalized).
+
+* Exporter: ``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript). It writes reshapes
+  with constant shapes and a symbolic batch axis; the TorchScript exporter (``dynamo=False``)
+  works too but fills the graph with Shape/Gather/Unsqueeze/Concat chains around each reshape.
+* The network's transforms are matrix products on precomputed matrices (``model.sht``), so
+  the graph is MatMul/Transpose/Reshape plus BatchNormalization, Relu and the head: no DFT,
+  no Loop, no custom domain (:func:`check_graph` enforces an allow-list).
+* Constant folding: the spectral filters are learned at a few anchor degrees and interpolated
+  by a matmul (``SpectralConv.degree_weights``). onnxscript's optimizer folds constant
+  subgraphs only up to 8192 input elements, which leaves the larger layers recomputing their
+  filters on every call; :func:`fold_constants` folds them all, so every node depends on the
+  input (checked by :func:`constant_nodes`).
+* ``metadata_props`` carry everything the service reads (``service.runtime`` refuses a model
+  that lacks a key); each value is JSON. See :func:`build_metadata`.
+* The graph is traced at one batch size (``--batch-size``) and checked against PyTorch at
+  others (``--check-batches``) on random maps; ``python -m export.parity`` checks real maps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import datetime
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from model.net import SphericalCNN, multiply_adds, parameter_count
+from model.train import load_model
+
+OPSET = 20
+INPUT_NAME = "maps"
+OUTPUT_NAMES = ("probabilities", "descriptor")
+EXPORT_BATCH = 2
+CHECK_BATCHES = (1, 7, 32)
+# Random-input agreement required right after export (real-data figures: export.parity).
+CHECK_PROBABILITY_ATOL = 1e-4
+CHECK_DESCRIPTOR_ATOL = 1e-4
+
+# Standard ONNX ops a plain graph of this network may use; anything else fails the export.
+ALLOWED_OPS = frozenset(
+    {
+        "Add",
+        "BatchNormalization",
+        "Cast",
+        "Clip",
+        "Concat",
+        "Constant",
+        "Div",
+        "Einsum",
+        "Expand",
+        "Flatten",
+        "Gather",
+        "Gemm",
+        "Identity",
+        "MatMul",
+        "Max",
+        "Mul",
+        "Pow",
+        "ReduceL2",
+        "ReduceMean",
+        "ReduceSum",
+        "Relu",
+        "Reshape",
+        "Shape",
+        "Slice",
+        "Softmax",
+        "Split",
+        "Sqrt",
+        "Squeeze",
+        "Sub",
+        "Sum",
+        "Transpose",
+        "Unsqueeze",
+    }
+)
+# Named for the error message; they are outside ALLOWED_OPS anyway.
+FORBIDDEN_OPS = frozenset({"DFT", "STFT", "Loop", "Scan", "If"})
+DEFAULT_DOMAINS = frozenset({"", "ai.onnx"})
+
+
+class ProbabilityModel(nn.Module):
+    """SphericalCNN -> (softmax probabilities (N, K), unit descriptor (N, D)): what is exported."""
+
+    def __init__(self, network: SphericalCNN) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, descriptor = self.network(maps)  # (N, K), (N, D)
+        return torch.softmax(logits, dim=1), descriptor
+
+
+def input_shape(network: SphericalCNN) -> tuple[int, int, int]:
+    """(C, 2b, 2b) of one sample."""
+    c = network.config
+    return (c.in_channels, 2 * c.bandwidth, 2 * c.bandwidth)
+
+
+def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Fold every subgraph that does not depend on the input (no size limit)."""
+    import onnxscript.optimizer
+
+    unlimited = 1 << 40
+    return onnxscript.optimizer.optimize(
+        model, input_size_limit=unlimited, output_size_limit=unlimited
+    )
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Hide the exporter's notes on torchvision ops and torch.export's deprecation warnings."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        registration.setLevel(level)
+
+
+def to_onnx(network: SphericalCNN, batch_size: int = EXPORT_BATCH) -> onnx.ModelProto:
+    """Trace ``network`` (eval mode) at ``batch_size`` into a plain graph with a dynamic batch."""
+    if batch_size < 2:
+        # torch.export specializes a size-1 dimension to the constant 1.
+        raise ValueError(f"export batch size must be >= 2, got {batch_size}")
+    wrapper = ProbabilityModel(network.eval()).eval()
+    example = torch.zeros(batch_size, *input_shape(network))
+    with _quiet_exporter():
+        program = torch.onnx.export(
+            wrapper,
+            (example,),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=list(OUTPUT_NAMES),
+            dynamic_shapes={"maps": {0: torch.export.Dim("batch", min=1)}},
+            opset_version=OPSET,
+            optimize=True,
+            verbose=False,
+        )
+    model = fold_constants(program.model_proto)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _subgraphs(node: onnx.NodeProto) -> list[str]:
+    return [a.name for a in node.attribute if a.type in (a.GRAPH, a.GRAPHS)]
+
+
+def check_graph(model: onnx.ModelProto) -> list[str]:
+    """Everything that makes the graph not plain; an empty list means it is."""
+    problems = []
+    for opset in model.opset_import:
+        if opset.domain not in DEFAULT_DOMAINS:
+            problems.append(f"opset import of domain {opset.domain!r}")
+    problems += [f"model-local function {f.domain}::{f.name}" for f in model.functions]
+    for node in model.graph.node:
+        where = f"node {node.name!r}"
+        if node.domain not in DEFAULT_DOMAINS:
+            problems.append(f"{where}: op {node.domain}::{node.op_type} of a custom domain")
+        elif node.op_type in FORBIDDEN_OPS:
+            problems.append(f"{where}: forbidden op {node.op_type}")
+        elif node.op_type not in ALLOWED_OPS:
+            problems.append(f"{where}: op {node.op_type} is not in the allow-list")
+        if _subgraphs(node):
+            problems.append(f"{where}: has subgraphs {_subgraphs(node)}")
+    return problems
+
+
+def constant_nodes(model: onnx.ModelProto) -> list[str]:
+    """Nodes (besides Constant) whose inputs are all constants: work that folding should do."""
+    known = {init.name for init in model.graph.initializer}
+    found = []
+    for node in model.graph.node:
+        inputs = [name for name in node.input if name]
+        if node.op_type == "Constant" or (inputs and all(name in known for name in inputs)):
+            known.update(node.output)
+            if node.op_type != "Constant":
+                found.append(f"{node.op_type} {node.name!r}")
+    return found
+
+
+def op_counts(model: onnx.ModelProto) -> dict[str, int]:
+    return dict(collections.Counter(node.op_type for node in model.graph.node).most_common())
+
+
+def source_commit() -> tuple[str, bool | None]:
+    """(``git rev-parse HEAD`` of this checkout or 'unknown', whether the tree has changes)."""
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=repo, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", None
+    try:
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        dirty = None
+    return commit, dirty
+
+
+def read_accuracy(value: str | None, state: dict[str, object]) -> dict[str, object]:
+    """The ``accuracy`` metadata: from ``--accuracy`` (a number or a JSON file) or the history.
+
+    Without ``--accuracy`` it is the test accuracy logged after the last training epoch.
+    """
+    train_config = state.get("train_config") or {}
+    assert isinstance(train_config, dict)
+    split = {
+        "dataset": train_config.get("dataset"),
+        "split": "test",
+        "rotation": train_config.get("test_rotation"),
+    }
+    if value is not None:
+        path = Path(value)
+        if path.is_file():
+            loaded = json.loads(path.read_text())
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{path} must hold a JSON object, got {type(loaded).__name__}")
+            return {**split, **loaded, "source": str(path.name)}
+        try:
+            top1 = float(value)
+        except ValueError:
+            raise ValueError(
+                f"--accuracy must be a number in [0, 1] or a JSON file, got {value!r}"
+            ) from None
+        if not 0.0 <= top1 <= 1.0:
+            raise ValueError(f"--accuracy must be in [0, 1], got {top1}")
+        return {**split, "top1": top1, "source": "--accuracy"}
+    history = state.get("history") or []
+    assert isinstance(history, list)
+    if not history:
+        return {**split, "top1": None, "source": "none: no training history in the checkpoint"}
+    last = history[-1]
+    return {
+        **split,
+        "top1": last.get("test_acc"),
+        "source": f"checkpoint history, epoch {last.get('epoch')}",
+    }
+
+
+def build_metadata(
+    network: SphericalCNN,
+    state: dict[str, object],
+    accuracy: str | None = None,
+    name: str | None = None,
+    version: str = "1",
+) -> dict[str, str]:
+    """Every fact the service needs, each JSON-encoded, copied from the checkpoint."""
+    config = network.config
+    train_config = state.get("train_config") or {}
+    assert isinstance(train_config, dict)
+    dataset = train_config.get("dataset", "unknown")
+    train_rotation = train_config.get("train_rotation", "unknown")
+    grid = state["grid"]
+    assert isinstance(grid, dict)
+    if grid.get("bandwidth") != config.bandwidth:
+        raise ValueError(f"checkpoint grid {grid} does not match bandwidth {config.bandwidth}")
+    history = state.get("history") or []
+    assert isinstance(history, list)
+    commit, dirty = source_commit()
+    values: dict[str, object] = {
+        "model_name": name or f"spherical-cnn-{dataset}-{train_rotation}",
+        "model_version": version,
+        "class_names": list(state["class_names"]),  # type: ignore[call-overload]
+        "bandwidth": config.bandwidth,
+        "grid": grid,
+        "feature_names": list(state["feature_names"]),  # type: ignore[call-overload]
+        "features_version": str(state["features_version"]),
+        "descriptor_size": config.descriptor_size,
+        "input": {
+            "name": INPUT_NAME,
+            "shape": ["N", *input_shape(network)],
+            "dtype": "float32",
+        },
+        "outputs": {
+            "probabilities": ["N", config.n_classes],
+            "descriptor": ["N", config.descriptor_size],
+        },
+        "model_config": config.to_dict(),
+        "parameters": parameter_count(network),
+        "multiply_adds": multiply_adds(network),
+        "training_data": {
+            "dataset": dataset,
+            "split": "train",
+            "copies": train_config.get("train_copies"),
+            "limit_per_class": train_config.get("limit_per_class"),
+            "epochs": len(history),
+            "seed": train_config.get("seed"),
+        },
+        "protocol": {
+            "train_rotation": train_rotation,
+            "test_rotation": train_config.get("test_rotation"),
+            "name": f"{train_rotation}/{train_config.get('test_rotation')}",
+        },
+        "train_config": train_config,
+        "accuracy": read_accuracy(accuracy, state),
+        "source_commit": commit,
+        "source_dirty": dirty,
+        "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "exporter": f"torch {torch.__version__} dynamo, onnx {onnx.__version__}, opset {OPSET}",
+    }
+    if len(values["class_names"]) != config.n_classes:  # type: ignore[arg-type]
+        raise ValueError(
+            f"{len(values['class_names'])} class names for {config.n_classes} classes"  # type: ignore[arg-type]
+        )
+    return {key: json.dumps(value) for key, value in values.items()}
+
+
+def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    model.doc_string = "Spherical CNN: spherical maps -> class probabilities, unit descriptor"
+
+
+def compare_batches(
+    network: SphericalCNN, model_path: str | Path, maps: np.ndarray
+) -> dict[str, float]:
+    """Largest |probability| and |descriptor| difference of onnxruntime vs PyTorch on ``maps``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    probabilities, descriptor = session.run(list(OUTPUT_NAMES), {INPUT_NAME: maps})
+    with torch.no_grad():
+        expected = ProbabilityModel(network.eval())(torch.from_numpy(maps))
+    return {
+        "probability": float(np.abs(probabilities - expected[0].numpy()).max()),
+        "descriptor": float(np.abs(descriptor - expected[1].numpy()).max()),
+    }
+
+
+def export_checkpoint(
+    checkpoint: str | Path,
+    out: str | Path,
+    accuracy: str | None = None,
+    name: str | None = None,
+    version: str = "1",
+    batch_size: int = EXPORT_BATCH,
+    check_batches: tuple[int, ...] = CHECK_BATCHES,
+) -> onnx.ModelProto:
+    """Export, check the graph, write ``out`` with metadata, check other batch sizes."""
+    network, state = load_model(checkpoint)
+    model = to_onnx(network, batch_size)
+    problems = check_graph(model) + [f"not folded: {n}" for n in constant_nodes(model)]
+    if problems:
+        raise RuntimeError("the exported graph is not plain:\n  " + "\n  ".join(problems))
+    set_metadata(model, build_metadata(network, state, accuracy, name, version))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".onnx", delete=False) as tmp:
+        onnx.save(model, tmp.name)
+    Path(tmp.name).replace(out)
+    generator = np.random.default_rng(0)
+    for n in check_batches:
+        maps = generator.standard_normal((n, *input_shape(network)), dtype=np.float32)
+        errors = compare_batches(network, out, maps)
+        if (
+            errors["probability"] > CHECK_PROBABILITY_ATOL
+            or errors["descriptor"] > CHECK_DESCRIPTOR_ATOL
+        ):
+            raise RuntimeError(f"onnxruntime differs from PyTorch at batch {n}: {errors}")
+        print(
+            f"batch {n:3d}: max |dprob| {errors['probability']:.2e}, "
+            f"max |ddesc| {errors['descriptor']:.2e} (random maps, onnxruntime vs PyTorch)"
+        )
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m export.onnx", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("model.onnx"))
+    parser.add_argument(
+        "--accuracy",
+        default=None,
+        help="test top-1 in [0, 1] or a JSON file of evaluation figures "
+        "(default: the last epoch's test accuracy in the checkpoint history)",
+    )
+    parser.add_argument("--name", default=None, help="model name (default spherical-cnn-DATA-ROT)")
+    parser.add_argument("--version", default="1")
+    parser.add_argument("--batch-size", type=int, default=EXPORT_BATCH, help="traced batch size")
+    parser.add_argument(
+        "--check-batches",
+        default=",".join(map(str, CHECK_BATCHES)),
+        help="batch sizes checked against PyTorch after export",
+    )
+    args = parser.parse_args(argv)
+    checks = tuple(int(n) for n in args.check_batches.split(",") if n)
+    try:
+        model = export_checkpoint(
+            args.checkpoint,
+            args.out,
+            args.accuracy,
+            args.name,
+            args.version,
+            args.batch_size,
+            checks,
+        )
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    metadata = {p.key: p.value for p in model.metadata_props}
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
+    print("ops:", ", ".join(f"{op} {n}" for op, n in op_counts(model).items()))
+    for key in ("model_name", "model_version", "bandwidth", "accuracy", "source_commit"):
+        print(f"{key}: {metadata[key]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The inference service: FastAPI on onnxruntime. Never imports torch (nor :mod:`model`)."""

@@ -1,0 +1,285 @@
+"""The inference runtime: ``model.onnx`` on onnxruntime, mesh bytes in, prediction out.
+
+numpy + onnxruntime + :mod:`raymap` only; never torch (a test imports this module in a fresh
+interpreter and checks). The model's ``metadata_props`` (written by ``export.onnx``, each
+value JSON) are the only source of class names, bandwidth, grid and input features; a model
+without one of :data:`REQUIRED_METADATA`, or made for other input features than this
+:mod:`raymap`, is refused at load.
+
+Execution provider: ``device="auto"`` takes CUDA when onnxruntime offers it, else the CPU.
+onnxruntime-gpu falls back to the CPU silently when CUDA cannot start, so the provider
+reported (and logged) is the one the session really holds, ``session.get_providers()[0]``;
+``device="cuda"`` refuses such a fallback.
+
+Threads: ``intra_op_threads`` defaults to ``max(1, cores // WEB_CONCURRENCY)`` (cores this
+process may run on), so several server workers do not oversubscribe the machine; with more
+than one worker the intra-op threads do not spin-wait for work between calls.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+import raymap
+from raymap.grid import GRID_NAME
+
+log = logging.getLogger(__name__)
+
+REQUIRED_METADATA = (
+    "model_name",
+    "model_version",
+    "class_names",
+    "bandwidth",
+    "grid",
+    "feature_names",
+    "features_version",
+    "descriptor_size",
+)
+DEVICES = ("auto", "cpu", "cuda")
+OUTPUT_NAMES = ("probabilities", "descriptor")
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+class ModelError(ValueError):
+    """A model file the runtime cannot serve; the message says why."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the service knows about the model, parsed from its ONNX ``metadata_props``."""
+
+    name: str
+    version: str
+    class_names: tuple[str, ...]
+    bandwidth: int
+    grid: str
+    feature_names: tuple[str, ...]
+    features_version: str
+    descriptor_size: int
+    input_name: str
+    metadata: dict[str, str]  # all raw metadata (JSON strings)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, 2b, 2b) of one spherical map."""
+        return (len(self.feature_names), 2 * self.bandwidth, 2 * self.bandwidth)
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str], input_name: str) -> ModelInfo:
+        """Parse and check the metadata; :class:`ModelError` names what is missing or wrong."""
+        missing = [key for key in REQUIRED_METADATA if key not in metadata]
+        if missing:
+            raise ModelError(f"the model's metadata lacks {missing}; re-export it")
+        try:
+            values = {key: json.loads(metadata[key]) for key in REQUIRED_METADATA}
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"the model's metadata is not JSON: {exc}") from None
+        grid = values["grid"]
+        grid_name = grid.get("name") if isinstance(grid, dict) else grid
+        grid_bandwidth = grid.get("bandwidth") if isinstance(grid, dict) else values["bandwidth"]
+        if grid_name != GRID_NAME or grid_bandwidth != values["bandwidth"]:
+            raise ModelError(
+                f"the model expects grid {grid!r} at bandwidth {values['bandwidth']}; "
+                f"raymap samples {GRID_NAME!r}"
+            )
+        info = cls(
+            name=str(values["model_name"]),
+            version=str(values["model_version"]),
+            class_names=tuple(str(c) for c in values["class_names"]),
+            bandwidth=int(values["bandwidth"]),
+            grid=str(grid_name),
+            feature_names=tuple(str(f) for f in values["feature_names"]),
+            features_version=str(values["features_version"]),
+            descriptor_size=int(values["descriptor_size"]),
+            input_name=input_name,
+            metadata=dict(metadata),
+        )
+        if info.features_version != raymap.FEATURES_VERSION:
+            raise ModelError(
+                f"the model was trained on input features version {info.features_version!r}, "
+                f"this raymap computes version {raymap.FEATURES_VERSION!r}"
+            )
+        if info.feature_names != raymap.FEATURE_NAMES:
+            raise ModelError(
+                f"the model expects features {list(info.feature_names)}, "
+                f"raymap computes {list(raymap.FEATURE_NAMES)}"
+            )
+        return info
+
+
+@dataclass
+class Prediction:
+    probabilities: np.ndarray  # (K,) float32
+    descriptor: np.ndarray  # (D,) float32, unit length
+    label: str
+    timings_ms: dict[str, float]  # parse, normalize, hull, cast, features, infer (and details)
+
+
+def default_threads(environ: dict[str, str] | None = None) -> int:
+    """max(1, cores // WEB_CONCURRENCY): the cores this process may use, shared by the workers."""
+    environ = dict(os.environ) if environ is None else environ
+    workers = _workers(environ)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // workers)
+
+
+def _workers(environ: dict[str, str]) -> int:
+    raw = environ.get("WEB_CONCURRENCY", "1") or "1"
+    try:
+        workers = int(raw)
+    except ValueError:
+        raise ValueError(f"WEB_CONCURRENCY must be a positive integer, got {raw!r}") from None
+    if workers < 1:
+        raise ValueError(f"WEB_CONCURRENCY must be a positive integer, got {raw!r}")
+    return workers
+
+
+def choose_providers(device: str) -> list[str]:
+    """The providers to ask for, best first; the session may still end up on the CPU."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    available = ort.get_available_providers()
+    if device == "cuda" and CUDA not in available:
+        raise RuntimeError(
+            f"device='cuda' but this onnxruntime offers {available}; install onnxruntime-gpu"
+        )
+    if device in ("auto", "cuda") and CUDA in available:
+        return [CUDA, CPU]
+    return [CPU]
+
+
+def session_options(intra_op_threads: int | None) -> ort.SessionOptions:
+    threads = default_threads() if intra_op_threads is None else int(intra_op_threads)
+    if threads < 1:
+        raise ValueError(f"intra_op_threads must be >= 1, got {intra_op_threads}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    if _workers(dict(os.environ)) > 1:
+        # Spinning threads would burn the cores the other workers need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+class Runtime:
+    """One onnxruntime session of ``model.onnx`` plus the mesh -> map stage for its grid.
+
+    Thread-safe: ``run`` may be called from several threads (onnxruntime sessions are), and
+    ``mesh_to_map`` holds no state.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        device: str = "auto",
+        intra_op_threads: int | None = None,
+        warmup: bool = True,
+    ) -> None:
+        path = Path(model_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no model at {path}")
+        providers = choose_providers(device)
+        options = session_options(intra_op_threads)
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.provider: str = self.session.get_providers()[0]
+        self.intra_op_threads = options.intra_op_num_threads
+        if device == "cuda" and self.provider != CUDA:
+            raise RuntimeError(f"asked for CUDA, onnxruntime gave {self.session.get_providers()}")
+        if providers[0] == CUDA and self.provider != CUDA:
+            log.warning("CUDA is installed but the session fell back to %s", self.provider)
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelError(f"the model must take one input, it takes {len(inputs)}")
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.info = ModelInfo.from_metadata(metadata, inputs[0].name)
+        self._check_signature()
+        self.warmup_ms: float | None = None
+        if warmup:
+            start = time.perf_counter()
+            self.run(np.zeros((1, *self.info.input_shape), dtype=np.float32))
+            self.warmup_ms = 1e3 * (time.perf_counter() - start)
+        log.info(
+            "loaded model %s %s from %s on %s (providers %s, %d intra-op threads, warm-up %s ms)",
+            self.info.name,
+            self.info.version,
+            path,
+            self.provider,
+            self.session.get_providers(),
+            self.intra_op_threads,
+            "off" if self.warmup_ms is None else f"{self.warmup_ms:.1f}",
+        )
+
+    def _check_signature(self) -> None:
+        """The graph's input and outputs agree with the metadata."""
+        expected_outputs = {
+            "probabilities": len(self.info.class_names),
+            "descriptor": self.info.descriptor_size,
+        }
+        outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        for name, size in expected_outputs.items():
+            if name not in outputs or outputs[name][-1] != size:
+                raise ModelError(
+                    f"output {name!r} of size {size} expected from the metadata; "
+                    f"the graph has {outputs}"
+                )
+        shape = self.session.get_inputs()[0].shape
+        if list(shape[1:]) != list(self.info.input_shape):
+            raise ModelError(
+                f"the graph's input {shape} disagrees with the metadata {self.info.input_shape}"
+            )
+
+    def run(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Maps (N, C, 2b, 2b) -> probabilities (N, K), unit descriptors (N, D), float32."""
+        maps = np.asarray(maps)
+        if maps.ndim != 4 or maps.shape[0] < 1 or maps.shape[1:] != self.info.input_shape:
+            raise ValueError(
+                f"maps must have shape (N >= 1, {', '.join(map(str, self.info.input_shape))}), "
+                f"got {maps.shape}"
+            )
+        maps = np.ascontiguousarray(maps, dtype=np.float32)
+        probabilities, descriptor = self.session.run(
+            list(OUTPUT_NAMES), {self.info.input_name: maps}
+        )
+        return probabilities, descriptor
+
+    def mesh_to_map(
+        self, data: bytes, file_type: str, max_faces: int
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        """Mesh bytes -> the (C, 2b, 2b) map on the model's grid and stage times (ms).
+
+        Keys: ``parse`` and raymap's ``normalize``, ``hull``, ``cast`` (``cast_build`` +
+        ``cast_rays``), ``features``. Raises :class:`raymap.MeshError` for a bad mesh.
+        """
+        start = time.perf_counter()
+        mesh = raymap.load_mesh(data, file_type, max_faces=max_faces)
+        parse_ms = 1e3 * (time.perf_counter() - start)
+        spherical_map, stages = raymap.spherical_map_timed(mesh, self.info.bandwidth)
+        timings = {"parse": parse_ms}
+        timings.update({key: value for key, value in stages.items() if key != "total"})
+        return spherical_map, timings
+
+    def predict_mesh(self, data: bytes, file_type: str, max_faces: int) -> Prediction:
+        """Mesh bytes -> probabilities, descriptor, top-1 label and every stage's time."""
+        spherical_map, timings = self.mesh_to_map(data, file_type, max_faces)
+        start = time.perf_counter()
+        probabilities, descriptor = self.run(spherical_map[None])
+        timings["infer"] = 1e3 * (time.perf_counter() - start)
+        timings["total"] = sum(
+            timings[key] for key in ("parse", "normalize", "hull", "cast", "features", "infer")
+        )
+        label = self.info.class_names[int(np.argmax(probabilities[0]))]
+        return Prediction(probabilities[0], descriptor[0], label, timings)
