@@ -140,8 +140,11 @@ class SphericalAnalysis(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n_lat, n_lon = x.shape[-2:]
-        x = x.reshape(-1, n_lat, n_lon) @ self.dft  # (N, T, M)
-        x = x.permute(2, 0, 1)  # (M, N, T)
+        # One GEMM on transposed operands (free for BLAS) writes (M, N*T) contiguous, so the
+        # per-order product gets a plain (M, N, T) batch, not a permuted view that bmm would
+        # copy and multiply order by order.
+        x = self.dft.t() @ x.reshape(-1, n_lon).t()  # (M, N*T)
+        x = x.reshape(x.shape[0], -1, n_lat)  # (M, N, T)
         return x @ self.legendre  # (M, N, L)
 
 
@@ -158,9 +161,10 @@ class SphericalSynthesis(nn.Module):
         _buffer(self, "dft", longitude_synthesis_matrix(bandwidth, self.n_degrees), dtype)
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
-        x = c @ self.legendre  # (M, N, T)
-        x = x.permute(1, 2, 0)  # (N, T, M)
-        return x @ self.dft  # (N, T, P)
+        x = c @ self.legendre  # (M, N, T), contiguous
+        n_orders, n, n_lat = x.shape
+        x = x.reshape(n_orders, n * n_lat).t() @ self.dft  # (N*T, P); the transpose is free
+        return x.reshape(n, n_lat, -1)  # (N, T, P)
 
 
 class SHT(nn.Module):
@@ -191,6 +195,7 @@ class InverseSHT(nn.Module):
     def forward(self, c: torch.Tensor) -> torch.Tensor:
         lead = c.shape[:-2]
         n_degrees, n_orders = c.shape[-2:]
-        c = c.reshape(-1, n_degrees, n_orders).permute(2, 0, 1)  # (M, N, L)
+        # contiguous: bmm on the permuted view would copy and multiply order by order
+        c = c.reshape(-1, n_degrees, n_orders).permute(2, 0, 1).contiguous()  # (M, N, L)
         x = self.synthesis(c)  # (N, T, P)
         return x.reshape(*lead, *x.shape[1:])
