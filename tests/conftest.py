@@ -1,11 +1,16 @@
-"""Shared fixtures: seeds, per-dtype tolerances, paths to small real meshes."""
+"""Shared fixtures: seeds, per-dtype tolerances, paths to small real meshes, the real service
+runtime on the small exported test model."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -21,3 +26,15 @@ def rng() -> np.random.Generator:
 @pytest.fixture(params=["float32", "float64"])
 def dtype_name(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+@pytest.fixture(scope="session")
+def small_runtime() -> Runtime:
+    """The real :class:`service.runtime.Runtime` on the small untrained network exported to
+    ONNX by ``tests/service_testing.small_model_path`` (cached across runs), loaded and warmed
+    up once per session, one intra-op thread. It is thread-safe, so tests and apps share it."""
+    pytest.importorskip("onnxruntime")
+    from service.runtime import Runtime
+    from tests.service_testing import small_model_path
+
+    return Runtime(small_model_path(), intra_op_threads=1)

@@ -1,0 +1,125 @@
+"""Build the default gallery: descriptors of every ModelNet10 shape from the shipped model.
+
+    python -m service.build_gallery --model models/model.onnx --out models/gallery.npz
+
+The maps come from :func:`raymap.datasets.build_split` (upright meshes, no rotation, at the
+model's bandwidth; cached, so a second run only runs the model), the descriptors from
+onnxruntime in batches (no torch). The ``.npz`` holds ``ids`` (file stems, ``chair_0890``),
+``labels`` (class names), ``descriptors`` (N, D) float32, and the model's name and version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from raymap.datasets import DATASETS, SPLITS, build_split
+from raymap.features import FEATURE_NAMES, FEATURES_VERSION
+
+
+def build_gallery(
+    model: Path,
+    out: Path,
+    dataset: str = "modelnet10",
+    splits: Sequence[str] = SPLITS,
+    root: Path | None = None,
+    cache_dir: Path | None = None,
+    workers: int | None = None,
+    limit_per_class: int | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> int:
+    """Write the gallery to ``out`` (atomically); returns the number of items."""
+    from service.runtime import Runtime
+
+    runtime = Runtime(model, warmup=False)
+    info = runtime.info
+    if tuple(info.feature_names) != FEATURE_NAMES or info.features_version != FEATURES_VERSION:
+        raise SystemExit(
+            f"the model was trained on features {info.feature_names} v{info.features_version}; "
+            f"this raymap makes {FEATURE_NAMES} v{FEATURES_VERSION}"
+        )
+    ids: list[str] = []
+    labels: list[str] = []
+    descriptors: list[np.ndarray] = []
+    for split in splits:
+        arrays = build_split(
+            dataset,
+            split,
+            info.bandwidth,
+            "none",
+            root=root,
+            cache_dir=cache_dir,
+            workers=workers,
+            limit_per_class=limit_per_class,
+            progress=progress,
+            mmap=True,
+        )
+        n = len(arrays.names)
+        for start in tqdm(
+            range(0, n, batch_size), desc=f"descriptors {split}", disable=not progress
+        ):
+            maps = np.ascontiguousarray(arrays.maps[start : start + batch_size], np.float32)
+            _, batch_descriptors = runtime.run(maps)  # (B, D)
+            descriptors.append(np.asarray(batch_descriptors, np.float32))
+        ids += list(arrays.names)
+        labels += [arrays.class_names[int(i)] for i in arrays.labels]
+        if arrays.skipped:
+            print(f"{split}: skipped {len(arrays.skipped)} unreadable meshes", file=sys.stderr)
+    if len(set(ids)) != len(ids):
+        raise SystemExit("file stems are not unique across the splits; they cannot be ids")
+    matrix = np.concatenate(descriptors) if descriptors else np.zeros((0, info.descriptor_size))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez(
+        tmp,
+        ids=np.asarray(ids, dtype=str),
+        labels=np.asarray(labels, dtype=str),
+        descriptors=matrix.astype(np.float32),
+        model_name=np.asarray(info.name),
+        model_version=np.asarray(info.version),
+        dataset=np.asarray(dataset),
+    )
+    os.replace(tmp, out)
+    return len(ids)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m service.build_gallery", description=__doc__)
+    parser.add_argument("--model", type=Path, default=Path("models/model.onnx"))
+    parser.add_argument("--out", type=Path, default=Path("models/gallery.npz"))
+    parser.add_argument("--dataset", default="modelnet10", choices=sorted(DATASETS))
+    parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    parser.add_argument("--root", type=Path, default=None, help="<class>/<split>/ mesh folders")
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--limit-per-class", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    n = build_gallery(
+        args.model,
+        args.out,
+        dataset=args.dataset,
+        splits=args.splits,
+        root=args.root,
+        cache_dir=args.cache_dir,
+        workers=args.workers,
+        limit_per_class=args.limit_per_class,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    print(f"{args.out}: {n} items in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

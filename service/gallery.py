@@ -1,0 +1,584 @@
+"""The gallery: labelled descriptors to retrieve from, behind one interface, two stores.
+
+* :class:`EmbeddedGallery` (the default; no server): the shipped ``gallery.npz`` is a
+  read-only base; user additions and deletions go to SQLite in WAL mode with
+  ``synchronous=FULL`` in ``gallery_dir``, committed (fsynced) before the call returns, so an
+  item acknowledged with a 2xx survives ``kill -9`` and power loss. Search is exact cosine over
+  an in-memory float32 matrix of unit rows with numpy (one matrix-vector product). One
+  process owns a store: a lock file stops a second server from opening the same folder.
+* :class:`QdrantGallery`: the same interface on a Qdrant collection (cosine distance), for
+  several replicas sharing one gallery; ``qdrant-client``'s local mode runs it without a
+  server in tests.
+
+Descriptors are L2-normalized on the way in, so a score is the cosine similarity.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import sqlite3
+import threading
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+log = logging.getLogger("service.gallery")
+
+MAX_METADATA_BYTES = 4096
+
+
+class GalleryError(ValueError):
+    """A request the gallery cannot carry out; ``reason`` is for the user."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DuplicateId(GalleryError):
+    pass
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    label: str
+    descriptor: np.ndarray  # (D,) float32, unit norm
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    label: str
+    score: float
+    metadata: dict[str, Any] | None = None
+
+
+@runtime_checkable
+class Gallery(Protocol):
+    """What the service needs from a gallery store; every method is blocking (call it in a
+    thread from async code)."""
+
+    descriptor_size: int
+
+    def count(self, label: str | None = None) -> int: ...
+
+    def add(self, item: Item) -> None:
+        """Store ``item`` durably; raises :class:`DuplicateId` if its id is taken."""
+
+    def delete(self, item_id: str) -> bool:
+        """Remove durably; False if there was no such id."""
+
+    def get(self, item_id: str) -> Item | None: ...
+
+    def list_items(
+        self, offset: int, limit: int, label: str | None = None
+    ) -> tuple[list[Item], int]:
+        """A page of items sorted by id, and the number of items matching ``label``."""
+
+    def search(self, descriptor: np.ndarray, k: int, label: str | None = None) -> list[Hit]:
+        """The ``k`` items most cosine-similar to ``descriptor``, best first."""
+
+    def close(self) -> None: ...
+
+
+def normalize_descriptor(descriptor: np.ndarray, size: int) -> np.ndarray:
+    """(D,) float32 unit vector; :class:`GalleryError` for a wrong size or no direction."""
+    vector = np.asarray(descriptor, dtype=np.float32).reshape(-1)
+    if vector.shape != (size,):
+        raise GalleryError(f"descriptor has {vector.size} values, the model's has {size}")
+    norm = float(np.linalg.norm(vector))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise GalleryError("descriptor must be finite and non-zero")
+    return vector / np.float32(norm)
+
+
+def check_metadata(metadata: dict[str, Any] | None) -> str | None:
+    """Metadata as JSON text, or :class:`GalleryError` if it is too big."""
+    if metadata is None:
+        return None
+    try:
+        text = json.dumps(metadata, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise GalleryError(f"metadata cannot be stored as JSON: {exc}") from None
+    if len(text.encode()) > MAX_METADATA_BYTES:
+        raise GalleryError(f"metadata is {len(text.encode())} bytes, over {MAX_METADATA_BYTES}")
+    return text
+
+
+@dataclass(frozen=True)
+class BaseGallery:
+    """The shipped read-only gallery: ``ids``, ``labels`` (N,) str, ``descriptors`` (N, D)."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    descriptors: np.ndarray
+    model: tuple[str, str] | None = None  # (name, version) of the model that computed them
+
+    @classmethod
+    def load(cls, path: Path | None, descriptor_size: int) -> BaseGallery:
+        if path is None:
+            empty = np.zeros(0, dtype=str)
+            return cls(empty, empty, np.zeros((0, descriptor_size), np.float32))
+        with np.load(path, allow_pickle=False) as data:
+            ids, labels = data["ids"].astype(str), data["labels"].astype(str)
+            descriptors = np.asarray(data["descriptors"], dtype=np.float32)
+            model = None
+            if "model_name" in data.files and "model_version" in data.files:
+                model = (str(data["model_name"]), str(data["model_version"]))
+        if descriptors.ndim != 2 or descriptors.shape[1] != descriptor_size:
+            raise ValueError(
+                f"{path}: descriptors have shape {descriptors.shape}, the model's descriptor "
+                f"size is {descriptor_size}; rebuild it with python -m service.build_gallery"
+            )
+        if not (len(ids) == len(labels) == len(descriptors)):
+            raise ValueError(
+                f"{path}: {len(ids)} ids, {len(labels)} labels, {len(descriptors)} descriptors"
+            )
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError(f"{path}: ids are not unique")
+        norms = np.linalg.norm(descriptors, axis=1, keepdims=True)
+        if not (np.isfinite(norms).all() and (norms > 0).all()):
+            raise ValueError(f"{path}: some descriptors are zero or not finite")
+        return cls(ids, labels, descriptors / norms, model)
+
+
+class EmbeddedGallery:
+    """The base gallery plus a durable SQLite overlay; exact search in memory."""
+
+    def __init__(self, base: BaseGallery, store_dir: Path, capacity: int = 1024) -> None:
+        self.descriptor_size = int(base.descriptors.shape[1])
+        self._lock = threading.RLock()
+        store_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(store_dir / "gallery.lock", "w")  # noqa: SIM115 (held open)
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._lock_file.close()
+            raise RuntimeError(
+                f"another process holds the gallery store {store_dir}; the embedded gallery is "
+                "for one process (several replicas: SHAPES_GALLERY_BACKEND=qdrant)"
+            ) from exc
+        self._db = sqlite3.connect(
+            store_dir / "gallery.sqlite3", check_same_thread=False, isolation_level=None
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS changes (id TEXT PRIMARY KEY, label TEXT, "
+            "descriptor BLOB, metadata TEXT)"  # descriptor NULL: a deleted base item
+        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        self._check_descriptor_size()
+        self._base_ids = {str(i) for i in base.ids}
+        n = len(base.ids)
+        self._matrix = np.empty((max(capacity, 2 * n, 1), self.descriptor_size), np.float32)
+        self._matrix[:n] = base.descriptors
+        self._ids: list[str] = [str(i) for i in base.ids]
+        self._labels: list[str] = [str(x) for x in base.labels]
+        self._codes = np.empty(len(self._matrix), np.int32)  # label code per row
+        self._label_code: dict[str, int] = {}
+        for row, label in enumerate(self._labels):
+            self._codes[row] = self._code(label)
+        self._row = {item_id: row for row, item_id in enumerate(self._ids)}
+        self._metadata: dict[str, dict[str, Any]] = {}
+        self._sorted: list[str] | None = None
+        self._replay()
+
+    # -- loading
+
+    def _check_descriptor_size(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key='descriptor_size'").fetchone()
+        if row is None:
+            self._db.execute(
+                "INSERT INTO meta VALUES ('descriptor_size', ?)", (str(self.descriptor_size),)
+            )
+        elif int(row[0]) != self.descriptor_size:
+            raise RuntimeError(
+                f"the gallery store holds descriptors of size {row[0]}, the model's are "
+                f"{self.descriptor_size}: point SHAPES_GALLERY_DIR at a new folder"
+            )
+
+    def _replay(self) -> None:
+        n_added = n_deleted = 0
+        for item_id, label, blob, metadata in self._db.execute(
+            "SELECT id, label, descriptor, metadata FROM changes ORDER BY rowid"
+        ):
+            if item_id in self._row:
+                self._remove_row(item_id)
+            if blob is None:
+                n_deleted += 1
+                continue
+            descriptor = np.frombuffer(blob, dtype=np.float32)
+            self._append(item_id, label, descriptor, json.loads(metadata) if metadata else None)
+            n_added += 1
+        log.info(
+            "gallery open: %d items (%d base, %d added, %d base deleted)",
+            len(self._ids),
+            len(self._base_ids),
+            n_added,
+            n_deleted,
+        )
+
+    def _code(self, label: str) -> int:
+        return self._label_code.setdefault(label, len(self._label_code))
+
+    # -- in-memory rows
+
+    def _append(
+        self, item_id: str, label: str, descriptor: np.ndarray, metadata: dict[str, Any] | None
+    ) -> None:
+        n = len(self._ids)
+        if n == len(self._matrix):
+            grown = np.empty((2 * n, self.descriptor_size), np.float32)
+            grown[:n] = self._matrix
+            codes = np.empty(2 * n, np.int32)
+            codes[:n] = self._codes
+            self._matrix, self._codes = grown, codes
+        self._matrix[n] = descriptor
+        self._codes[n] = self._code(label)
+        self._ids.append(item_id)
+        self._labels.append(label)
+        self._row[item_id] = n
+        if metadata is not None:
+            self._metadata[item_id] = metadata
+        self._sorted = None
+
+    def _remove_row(self, item_id: str) -> None:
+        """Swap-remove: the last row moves into the hole."""
+        row = self._row.pop(item_id)
+        last = len(self._ids) - 1
+        if row != last:
+            moved = self._ids[last]
+            self._matrix[row] = self._matrix[last]
+            self._codes[row] = self._codes[last]
+            self._ids[row] = moved
+            self._labels[row] = self._labels[last]
+            self._row[moved] = row
+        self._ids.pop()
+        self._labels.pop()
+        self._metadata.pop(item_id, None)
+        self._sorted = None
+
+    # -- the Gallery interface
+
+    def count(self, label: str | None = None) -> int:
+        with self._lock:
+            if label is None:
+                return len(self._ids)
+            code = self._label_code.get(label)
+            if code is None:
+                return 0
+            return int((self._codes[: len(self._ids)] == code).sum())
+
+    def add(self, item: Item) -> None:
+        descriptor = normalize_descriptor(item.descriptor, self.descriptor_size)
+        metadata = check_metadata(item.metadata)
+        with self._lock:
+            if item.id in self._row:
+                raise DuplicateId(f"id {item.id!r} is already in the gallery")
+            self._db.execute(
+                "INSERT OR REPLACE INTO changes VALUES (?, ?, ?, ?)",
+                (item.id, item.label, descriptor.tobytes(), metadata),
+            )  # autocommit: durable (WAL fsynced) when this returns
+            self._append(item.id, item.label, descriptor, item.metadata)
+
+    def delete(self, item_id: str) -> bool:
+        with self._lock:
+            if item_id not in self._row:
+                return False
+            if item_id in self._base_ids:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO changes VALUES (?, NULL, NULL, NULL)", (item_id,)
+                )
+            else:
+                self._db.execute("DELETE FROM changes WHERE id = ?", (item_id,))
+            self._remove_row(item_id)
+            return True
+
+    def get(self, item_id: str) -> Item | None:
+        with self._lock:
+            row = self._row.get(item_id)
+            if row is None:
+                return None
+            return Item(
+                item_id,
+                self._labels[row],
+                self._matrix[row].copy(),
+                self._metadata.get(item_id),
+            )
+
+    def list_items(
+        self, offset: int, limit: int, label: str | None = None
+    ) -> tuple[list[Item], int]:
+        with self._lock:
+            if self._sorted is None:
+                self._sorted = sorted(self._ids)
+            ids = self._sorted
+            if label is not None:
+                ids = [i for i in ids if self._labels[self._row[i]] == label]
+            page = [self.get(i) for i in ids[offset : offset + limit]]
+            return [item for item in page if item is not None], len(ids)
+
+    def search(self, descriptor: np.ndarray, k: int, label: str | None = None) -> list[Hit]:
+        query = normalize_descriptor(descriptor, self.descriptor_size)
+        with self._lock:
+            n = len(self._ids)
+            scores = self._matrix[:n] @ query  # (n,) cosine similarities
+            rows = np.arange(n)
+            if label is not None:
+                code = self._label_code.get(label)
+                rows = np.flatnonzero(self._codes[:n] == code) if code is not None else rows[:0]
+                scores = scores[rows]
+            k = min(k, len(rows))
+            if k == 0:
+                return []
+            best = np.argpartition(-scores, k - 1)[:k]
+            best = best[np.argsort(-scores[best], kind="stable")]
+            return [
+                Hit(
+                    self._ids[rows[i]],
+                    self._labels[rows[i]],
+                    float(np.clip(scores[i], -1.0, 1.0)),
+                    self._metadata.get(self._ids[rows[i]]),
+                )
+                for i in best
+            ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+
+
+# ----------------------------------------------------------------------------- Qdrant
+
+_ID_NAMESPACE = uuid.UUID("6f1c3e5a-8d2b-4c8e-9a57-3b1f0e2d4c6a")
+
+
+def point_id(item_id: str) -> str:
+    """Qdrant wants UUIDs or integers as point ids: a UUID5 of ours; ours is in the payload."""
+    return str(uuid.uuid5(_ID_NAMESPACE, item_id))
+
+
+class QdrantGallery:
+    """The gallery on a Qdrant collection (cosine). Several service replicas can share it.
+
+    The collection is created on first use and seeded with the base gallery when empty;
+    a second replica starting at the same time finds it created and seeded (the seeding is an
+    idempotent upsert). Writes wait for Qdrant's acknowledgement (``wait=True``).
+    """
+
+    def __init__(
+        self,
+        base: BaseGallery,
+        collection: str,
+        url: str | None = None,
+        path: Path | None = None,
+        api_key: str | None = None,
+    ) -> None:
+        from qdrant_client import QdrantClient, models
+
+        self._models = models
+        self.descriptor_size = int(base.descriptors.shape[1])
+        self.collection = collection
+        if url is not None:
+            self._client = QdrantClient(url=url, api_key=api_key)
+        elif path is not None:
+            self._client = QdrantClient(path=str(path))
+        else:
+            raise ValueError("QdrantGallery needs a url (server) or a path (local mode)")
+        self._ensure_collection()
+        if self._client.count(collection, exact=True).count == 0 and len(base.ids):
+            self._seed(base)
+
+    def _ensure_collection(self) -> None:
+        models = self._models
+        if not self._client.collection_exists(self.collection):
+            try:
+                self._client.create_collection(
+                    self.collection,
+                    vectors_config=models.VectorParams(
+                        size=self.descriptor_size, distance=models.Distance.COSINE
+                    ),
+                )
+                with warnings.catch_warnings():  # local mode: indexes have no effect
+                    warnings.simplefilter("ignore", UserWarning)
+                    self._client.create_payload_index(
+                        self.collection, "label", models.PayloadSchemaType.KEYWORD
+                    )
+            except Exception:
+                if not self._client.collection_exists(self.collection):
+                    raise  # not a replica that created it first
+        info = self._client.get_collection(self.collection)
+        vectors = info.config.params.vectors
+        size = getattr(vectors, "size", None)
+        if size != self.descriptor_size:
+            raise RuntimeError(
+                f"Qdrant collection {self.collection!r} holds vectors of size {size}, the "
+                f"model's descriptors have {self.descriptor_size}"
+            )
+
+    def _seed(self, base: BaseGallery, chunk: int = 512) -> None:
+        models = self._models
+        for start in range(0, len(base.ids), chunk):
+            points = [
+                models.PointStruct(
+                    id=point_id(str(item_id)),
+                    vector=base.descriptors[start + i].tolist(),
+                    payload={"id": str(item_id), "label": str(base.labels[start + i])},
+                )
+                for i, item_id in enumerate(base.ids[start : start + chunk])
+            ]
+            self._client.upsert(self.collection, points=points, wait=True)
+        log.info("seeded Qdrant collection %s with %d items", self.collection, len(base.ids))
+
+    def _label_filter(self, label: str | None) -> Any:
+        if label is None:
+            return None
+        models = self._models
+        return models.Filter(
+            must=[models.FieldCondition(key="label", match=models.MatchValue(value=label))]
+        )
+
+    def _item(self, point: Any) -> Item:
+        payload = point.payload or {}
+        vector = point.vector if point.vector is not None else []
+        return Item(
+            str(payload["id"]),
+            str(payload["label"]),
+            np.asarray(vector, dtype=np.float32),
+            payload.get("metadata"),
+        )
+
+    def count(self, label: str | None = None) -> int:
+        return int(
+            self._client.count(
+                self.collection, count_filter=self._label_filter(label), exact=True
+            ).count
+        )
+
+    def add(self, item: Item) -> None:
+        descriptor = normalize_descriptor(item.descriptor, self.descriptor_size)
+        check_metadata(item.metadata)
+        if self.get(item.id) is not None:
+            raise DuplicateId(f"id {item.id!r} is already in the gallery")
+        payload: dict[str, Any] = {"id": item.id, "label": item.label}
+        if item.metadata is not None:
+            payload["metadata"] = item.metadata
+        self._client.upsert(
+            self.collection,
+            points=[
+                self._models.PointStruct(
+                    id=point_id(item.id), vector=descriptor.tolist(), payload=payload
+                )
+            ],
+            wait=True,
+        )
+
+    def delete(self, item_id: str) -> bool:
+        if self.get(item_id) is None:
+            return False
+        self._client.delete(
+            self.collection,
+            points_selector=self._models.PointIdsList(points=[point_id(item_id)]),
+            wait=True,
+        )
+        return True
+
+    def get(self, item_id: str) -> Item | None:
+        points = self._client.retrieve(
+            self.collection, ids=[point_id(item_id)], with_vectors=True, with_payload=True
+        )
+        return self._item(points[0]) if points else None
+
+    def list_items(
+        self, offset: int, limit: int, label: str | None = None
+    ) -> tuple[list[Item], int]:
+        # Qdrant pages by point id, not by position: scroll to ``offset + limit`` and sort by
+        # our id for a stable order (fine for pages near the start; use cursors past that).
+        flt = self._label_filter(label)
+        total = self.count(label)
+        points: list[Any] = []
+        cursor = None
+        while True:
+            batch, cursor = self._client.scroll(
+                self.collection,
+                scroll_filter=flt,
+                limit=1024,
+                offset=cursor,
+                with_payload=True,
+                with_vectors=True,
+            )
+            points += batch
+            if cursor is None:
+                break
+        items = sorted((self._item(p) for p in points), key=lambda item: item.id)
+        return items[offset : offset + limit], total
+
+    def search(self, descriptor: np.ndarray, k: int, label: str | None = None) -> list[Hit]:
+        query = normalize_descriptor(descriptor, self.descriptor_size)
+        response = self._client.query_points(
+            self.collection,
+            query=query.tolist(),
+            query_filter=self._label_filter(label),
+            limit=k,
+            with_payload=True,
+        )
+        return [
+            Hit(
+                str(p.payload["id"]),
+                str(p.payload["label"]),
+                float(p.score),
+                p.payload.get("metadata"),
+            )
+            for p in response.points
+            if p.payload is not None
+        ]
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_gallery(
+    backend: str,
+    base_path: Path | None,
+    descriptor_size: int,
+    store_dir: Path,
+    qdrant_collection: str = "shapes",
+    qdrant_url: str | None = None,
+    qdrant_path: Path | None = None,
+    qdrant_api_key: str | None = None,
+    model: tuple[str, str] | None = None,
+) -> Gallery:
+    """The configured store, seeded with (embedded: layered over) the base gallery.
+
+    ``model`` is the served model's (name, version): a base gallery computed by another model
+    is logged as a warning (its descriptors live in another space).
+    """
+    if base_path is not None and not Path(base_path).is_file():
+        log.warning("no base gallery at %s; starting with an empty gallery", base_path)
+        base_path = None
+    base = BaseGallery.load(base_path, descriptor_size)
+    if model is not None and base.model is not None and base.model != model:
+        log.warning(
+            "the base gallery %s was computed by model %s %s, the service runs %s %s: "
+            "rebuild it with python -m service.build_gallery",
+            base_path,
+            *base.model,
+            *model,
+        )
+    if backend == "embedded":
+        return EmbeddedGallery(base, Path(os.path.expanduser(store_dir)))
+    if backend == "qdrant":
+        return QdrantGallery(base, qdrant_collection, qdrant_url, qdrant_path, qdrant_api_key)
+    raise ValueError(f"gallery backend must be 'embedded' or 'qdrant', got {backend!r}")

@@ -1,0 +1,189 @@
+"""The gallery stores: exact cosine search against brute force, durability, paging, filters.
+
+Both backends run the same tests; Qdrant in qdrant-client's local mode (no server).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.gallery import (
+    BaseGallery,
+    DuplicateId,
+    EmbeddedGallery,
+    Gallery,
+    GalleryError,
+    Item,
+    QdrantGallery,
+)
+
+D = 16
+LABELS = ("chair", "desk", "sofa")
+
+
+def make_base(tmp_path: Path, n: int = 50, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    path = tmp_path / "base.npz"
+    np.savez(
+        path,
+        ids=np.asarray([f"{LABELS[i % 3]}_{i:04d}" for i in range(n)]),
+        labels=np.asarray([LABELS[i % 3] for i in range(n)]),
+        descriptors=rng.standard_normal((n, D)).astype(np.float32),
+    )
+    return path
+
+
+Opener = Callable[[Path | None], Gallery]
+
+
+@pytest.fixture(params=["embedded", "qdrant"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens (and reopens) a gallery over a base file in a folder owned by the test."""
+    opened: list[Gallery] = []
+
+    def open_(base: Path | None) -> Gallery:
+        for gallery in opened:
+            gallery.close()
+        opened.clear()
+        loaded = BaseGallery.load(base, D)
+        if request.param == "embedded":
+            gallery: Gallery = EmbeddedGallery(loaded, tmp_path / "store")
+        else:
+            pytest.importorskip("qdrant_client")
+            gallery = QdrantGallery(loaded, "test", path=tmp_path / "qdrant")
+        opened.append(gallery)
+        return gallery
+
+    yield open_
+    for gallery in opened:
+        gallery.close()
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def test_search_is_exact_cosine(opener: Opener, tmp_path: Path) -> None:
+    base = make_base(tmp_path)
+    gallery = opener(base)
+    with np.load(base) as data:
+        ids, labels, descriptors = data["ids"], data["labels"], data["descriptors"]
+    query = np.random.default_rng(1).standard_normal(D).astype(np.float32)
+    expected = unit(descriptors) @ unit(query)  # (N,) brute-force cosine
+    order = np.argsort(-expected)
+    hits = gallery.search(query, 7)
+    assert [h.id for h in hits] == list(ids[order[:7]])
+    np.testing.assert_allclose([h.score for h in hits], expected[order[:7]], atol=1e-5)
+    chair = labels == "chair"
+    hits = gallery.search(query, 100, label="chair")
+    assert len(hits) == int(chair.sum())
+    assert [h.id for h in hits] == list(ids[chair][np.argsort(-expected[chair])])
+    assert gallery.search(query, 5, label="no-such-class") == []
+
+
+def test_add_delete_count_and_list(opener: Opener, tmp_path: Path) -> None:
+    gallery = opener(make_base(tmp_path, n=10))
+    assert gallery.count() == 10
+    assert gallery.count("chair") == 4
+    vector = np.arange(1, D + 1, dtype=np.float32)
+    gallery.add(Item("zz_new", "lamp", vector, {"source": "test", "n": 3}))
+    with pytest.raises(DuplicateId):
+        gallery.add(Item("zz_new", "lamp", vector))
+    with pytest.raises(GalleryError, match="descriptor has 3 values"):
+        gallery.add(Item("bad", "lamp", np.ones(3, np.float32)))
+    with pytest.raises(GalleryError, match="non-zero"):
+        gallery.add(Item("zero", "lamp", np.zeros(D, np.float32)))
+    assert gallery.count() == 11
+    hit = gallery.search(vector, 1)[0]
+    assert (hit.id, hit.label, hit.metadata) == ("zz_new", "lamp", {"source": "test", "n": 3})
+    assert hit.score == pytest.approx(1.0, abs=1e-6)
+    item = gallery.get("zz_new")
+    assert item is not None
+    np.testing.assert_allclose(item.descriptor, unit(vector), atol=1e-6)
+
+    page, total = gallery.list_items(offset=0, limit=4)
+    assert total == 11
+    everything, _ = gallery.list_items(offset=0, limit=100)
+    ids = [i.id for i in everything]
+    assert ids == sorted(ids) and len(ids) == 11
+    assert [i.id for i in page] == ids[:4]
+    assert [i.id for i in gallery.list_items(offset=8, limit=4)[0]] == ids[8:]
+    chairs, n_chairs = gallery.list_items(offset=0, limit=100, label="chair")
+    assert n_chairs == 4 and all(i.label == "chair" for i in chairs)
+
+    assert gallery.delete("chair_0000")  # a shipped item
+    assert gallery.delete("zz_new")  # a user's item
+    assert not gallery.delete("zz_new")
+    assert gallery.get("chair_0000") is None
+    assert gallery.count() == 9
+    assert "chair_0000" not in {h.id for h in gallery.search(vector, 100)}
+
+
+def test_changes_survive_reopening(opener: Opener, tmp_path: Path) -> None:
+    base = make_base(tmp_path, n=10)
+    gallery = opener(base)
+    rng = np.random.default_rng(2)
+    added = {f"user_{i}": rng.standard_normal(D).astype(np.float32) for i in range(5)}
+    for item_id, vector in added.items():
+        gallery.add(Item(item_id, "lamp", vector, {"i": item_id}))
+    gallery.delete("user_3")
+    gallery.delete("desk_0001")
+    # a deleted shipped item can come back with new content
+    gallery.delete("sofa_0002")
+    gallery.add(Item("sofa_0002", "bed", added["user_0"]))
+
+    reopened = opener(base)
+    assert reopened.count() == 10 + 5 - 1 - 1
+    assert reopened.get("user_3") is None and reopened.get("desk_0001") is None
+    item = reopened.get("user_4")
+    assert item is not None and item.metadata == {"i": "user_4"}
+    np.testing.assert_allclose(item.descriptor, unit(added["user_4"]), atol=1e-6)
+    sofa = reopened.get("sofa_0002")
+    assert sofa is not None and sofa.label == "bed"
+
+
+def test_embedded_store_is_for_one_process(tmp_path: Path) -> None:
+    base = BaseGallery.load(make_base(tmp_path), D)
+    first = EmbeddedGallery(base, tmp_path / "store")
+    try:
+        with pytest.raises(RuntimeError, match="another process holds"):
+            EmbeddedGallery(base, tmp_path / "store")
+    finally:
+        first.close()
+    EmbeddedGallery(base, tmp_path / "store").close()  # free again once closed
+
+
+def test_embedded_store_rejects_another_descriptor_size(tmp_path: Path) -> None:
+    EmbeddedGallery(BaseGallery.load(None, D), tmp_path / "store").close()
+    with pytest.raises(RuntimeError, match="descriptors of size 16"):
+        EmbeddedGallery(BaseGallery.load(None, 8), tmp_path / "store")
+
+
+def test_base_gallery_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="descriptor size is 8"):
+        BaseGallery.load(make_base(tmp_path), 8)
+    path = tmp_path / "dup.npz"
+    np.savez(path, ids=["a", "a"], labels=["x", "x"], descriptors=np.ones((2, D), np.float32))
+    with pytest.raises(ValueError, match="not unique"):
+        BaseGallery.load(path, D)
+
+
+def test_embedded_grows_past_its_capacity(tmp_path: Path) -> None:
+    gallery = EmbeddedGallery(BaseGallery.load(None, D), tmp_path / "store", capacity=4)
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((70, D)).astype(np.float32)
+    for i, vector in enumerate(vectors):
+        gallery.add(Item(f"x{i}", "a" if i % 2 else "b", vector))
+    for i in range(0, 70, 3):
+        gallery.delete(f"x{i}")
+    kept = [i for i in range(70) if i % 3]
+    query = rng.standard_normal(D).astype(np.float32)
+    expected = unit(vectors[kept]) @ unit(query)
+    best = [f"x{kept[j]}" for j in np.argsort(-expected)[:10]]
+    assert [h.id for h in gallery.search(query, 10)] == best
+    assert gallery.count() == len(kept)
+    gallery.close()
