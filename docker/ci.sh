@@ -19,8 +19,7 @@
 #
 #   docker/ci.sh                 # as root (apt-get, debootstrap, chroot)
 #
-# Environment: PYTHON (the project's venv python, for a fixture model when models/model.onnx
-# is missing; default .venv/bin/python), HOST_CA_BUNDLE, HOST_PIP_CONF (build-time mounts;
+# Environment: HOST_CA_BUNDLE, HOST_PIP_CONF (build-time mounts;
 # default: the machine's), READY_TIMEOUT_S (default 300), KEEP_IMAGE=1 (keep the built image),
 # REUSE_IMAGE=1 (with KEEP_IMAGE=1 before: skip the build if the image is there; debugging).
 set -euo pipefail
@@ -196,26 +195,11 @@ else
 fi
 
 # ----------------------------------------------------------------------------- build context
-# The shipped model is baked in. Until models/model.onnx exists, the image is built from a
-# copy of the context with a small untrained model and its gallery (the page test's fixture).
+# The shipped model and gallery are baked into the image.
 CONTEXT=$REPO
-if [ ! -f models/model.onnx ]; then
-  say "no models/model.onnx: building with a fixture model"
-  PYTHON=${PYTHON:-.venv/bin/python}
-  [ -x "$PYTHON" ] || PYTHON=python3
-  CONTEXT=$WORK/context
-  mkdir -p "$CONTEXT/models"
-  cp -r pyproject.toml README.md .dockerignore docker raymap model export service "$CONTEXT/"
-  OMP_NUM_THREADS=1 "$PYTHON" - "$CONTEXT/models" <<'EOF'
-import shutil
-import sys
-
-from tests.service_testing import small_gallery_path, small_model_path
-
-shutil.copy(small_model_path(), f"{sys.argv[1]}/model.onnx")
-shutil.copy(small_gallery_path(), f"{sys.argv[1]}/gallery.npz")
-EOF
-fi
+for shipped in models/model.onnx models/gallery.npz; do
+  [ -f "$shipped" ] || die "$shipped is missing: the image serves the shipped model"
+done
 
 # ----------------------------------------------------------------------------- build
 say "build $IMAGE (podman, vfs, chroot isolation)"
@@ -247,7 +231,7 @@ if [ "${REUSE_IMAGE:-0}" = 1 ] && "${SUDO[@]}" "${PODMAN[@]}" image exists "$IMA
   REUSED=" (REUSE_IMAGE=1: not built, reused)"
 else
 "${SUDO[@]}" "${PODMAN[@]}" build --isolation chroot --pull=never --layers=false --format docker \
-  "${mounts[@]}" -f docker/Dockerfile --target cpu -t "$IMAGE" "$CONTEXT"
+  "${mounts[@]}" -f docker/Dockerfile --build-arg VARIANT=cpu -t "$IMAGE" "$CONTEXT"
 fi
 BUILD_S=$(since "$t_build")
 SIZE_BYTES=$("${SUDO[@]}" "${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")
@@ -374,7 +358,7 @@ curl -sf -F "file=@$MESH" "$URL/spherical-map" -o "$WORK/map.png" || die "POST /
 echo "page: GET / and its assets served, /spherical-map PNG $(wc -c <"$WORK/map.png") bytes"
 
 say "summary"
-printf 'image         %s\n' "$IMAGE (target cpu, base $BASE_TAG)"
+printf 'image         %s\n' "$IMAGE (variant cpu, base $BASE_TAG)"
 printf 'image size    %s MB (%s bytes, podman image inspect)\n' "$SIZE_MB" "$SIZE_BYTES"
 printf 'build time    %s s (podman build, no layer cache)%s\n' "$BUILD_S" "${REUSED:-}"
 printf 'ready after   %s s (start to /readyz 200)\n' "$READY_S"
