@@ -30,23 +30,23 @@ serve: setup
 
 # Spherical maps of ModelNet10 at bandwidth 32 (cached under ~/.cache/spherical-shapes; resumable).
 data: setup
-	$(PY) -m raymap.datasets --dataset modelnet10 --split train --bandwidth 32 --rotation so3 --copies 3
+	$(PY) -m raymap.datasets --dataset modelnet10 --split train --bandwidth 32 --rotation so3 --copies 5
 	$(PY) -m raymap.datasets --dataset modelnet10 --split test --bandwidth 32 --rotation so3 --copies 1
 	$(PY) -m raymap.datasets --dataset modelnet10 --split train --bandwidth 32 --rotation z --copies 1
 	$(PY) -m raymap.datasets --dataset modelnet10 --split test --bandwidth 32 --rotation z --copies 1
 
 # The two models of the paper's protocols (resumable: re-run after an interruption).
 train: data
-	$(PY) -m model.train --epochs=20 --threads=1 --train_copies=3 --out=runs/modelnet10-so3-c3
+	$(PY) -m model.train --epochs=15 --threads=1 --train_copies=5 --label_smoothing=0.1 --weight_decay=1e-4 --out=runs/modelnet10-so3-c5
 	$(PY) -m model.train --epochs=30 --threads=1 --train_rotation=z --test_rotation=z --out=runs/modelnet10-z
 
 evaluate: setup
-	$(PY) -m model.evaluate --z=runs/modelnet10-z/checkpoint.pt --so3=runs/modelnet10-so3-c3/checkpoint.pt --out=docs/results
+	$(PY) -m model.evaluate --z=runs/modelnet10-z/checkpoint.pt --so3=runs/modelnet10-so3-c5/checkpoint.pt --out=docs/results
 
 # The shipped model: ONNX with its evaluation in the metadata, then the default gallery.
 export: setup
-	$(PY) -m export.onnx runs/modelnet10-so3-c3/checkpoint.pt --out models/model.onnx --accuracy docs/results/results.json
-	$(PY) -m export.parity runs/modelnet10-so3-c3/checkpoint.pt models/model.onnx
+	$(PY) -m export.onnx runs/modelnet10-so3-c5/checkpoint.pt --out models/model.onnx --accuracy docs/results/results.json
+	$(PY) -m export.parity runs/modelnet10-so3-c5/checkpoint.pt models/model.onnx
 
 gallery: setup
 	$(PY) -m service.build_gallery --model models/model.onnx --out models/gallery.npz
