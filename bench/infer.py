@@ -3,9 +3,11 @@
 Goals: onnxruntime >= 2x faster than PyTorch eager at batch 1, and <= 5 ms per sample at
 batch 1.
 
-    PYTHONPATH=. python bench/infer.py [--checkpoint runs/modelnet10-so3/checkpoint.pt]
+    PYTHONPATH=. python bench/infer.py [--checkpoint runs/modelnet10-so3-c5/checkpoint.pt]
+    PYTHONPATH=. python bench/infer.py --threads 1 --profile   # + onnxruntime's profile
 
-The network is the checkpoint's (default ``runs/modelnet10-so3/checkpoint.pt`` when it exists)
+The network is the checkpoint's (default ``runs/modelnet10-so3-c5/checkpoint.pt``, what
+``make train`` writes, when it exists)
 or, without one, an untrained network of ``--architecture`` (default ``paper``); the table
 says which. It is exported afresh with ``export.onnx.to_onnx`` (the graph ``python -m
 export.onnx`` ships, without metadata) so both sides hold the same weights.
@@ -25,11 +27,16 @@ products the graph computes, channel mixing, dense layers). The matrix-multiply 
 this CPU is measured by onnxruntime on one (1024 x 1024) @ (1024 x 1024) float32 MatMul with
 the same threads; the model's fraction of it is 2 x multiply-adds / time / that throughput, by wall
 time and by CPU time (x threads: the rate if the threads never waited for a core).
+
+``--profile`` adds where onnxruntime's time goes at batch 1: its own profiler's kernel time per
+op type, per call, and the wall time of a whole call with the profiler on (the profiler adds
+to both; the gap is binding, allocation and Python, plus the profiler's own cost).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -48,7 +55,7 @@ from export.onnx import INPUT_NAME, ProbabilityModel, input_shape, to_onnx
 from model.net import SphericalCNN, multiply_adds, parameter_count, preset_config
 from model.train import load_model
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "runs/modelnet10-so3/checkpoint.pt"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "runs/modelnet10-so3-c5/checkpoint.pt"
 GOAL_SPEEDUP = 2.0
 GOAL_MS_PER_SAMPLE = 5.0
 
@@ -108,6 +115,42 @@ def matmul_throughput(threads: int, size: int = 1024, repeats: int = 20) -> floa
     return 2.0 * size**3 / min(min(wall["mm"]), statistics.median(cpu["mm"]) / threads)
 
 
+def profile_ops(path: Path, threads: int, maps: np.ndarray, calls: int = 200) -> list[str]:
+    """Markdown rows: kernel microseconds per call by op type, then the per-call overhead."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    with tempfile.TemporaryDirectory() as folder:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(folder) / "ort")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        for _ in range(10):
+            session.run(None, {INPUT_NAME: maps})
+        start = time.perf_counter()
+        for _ in range(calls):
+            session.run(None, {INPUT_NAME: maps})
+        wall_us = 1e6 * (time.perf_counter() - start) / calls
+        events = json.loads(Path(session.end_profiling()).read_text())
+    kernel_us: dict[str, float] = {}
+    nodes: dict[str, int] = {}
+    runs = calls + 10
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            op = event["args"]["op_name"]
+            kernel_us[op] = kernel_us.get(op, 0.0) + event["dur"] / runs
+            nodes[op] = nodes.get(op, 0) + 1
+    total = sum(kernel_us.values())
+    rows = [
+        f"| {op} | {nodes[op] // runs} | {us:.1f} | {us / total:.1%} |"
+        for op, us in sorted(kernel_us.items(), key=lambda item: -item[1])
+    ]
+    all_nodes = sum(nodes.values()) // runs
+    rows.append(f"| all kernels | {all_nodes} | {total:.1f} | 100% |")
+    rows.append(f"| the whole call, profiler on | | {wall_us:.1f} | |")
+    return rows
+
+
 def build_network(checkpoint: Path | None, architecture: str) -> tuple[SphericalCNN, str]:
     if checkpoint is not None and checkpoint.is_file():
         network, state = load_model(checkpoint)
@@ -127,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=cores())
     parser.add_argument("--batches", default="1,32")
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--profile", action="store_true", help="onnxruntime's time by op type")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -137,6 +181,17 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(folder) / "model.onnx"
         onnx.save(to_onnx(network), path)
         session = ort_session(path, args.threads)
+        profile = (
+            profile_ops(
+                path,
+                args.threads,
+                np.random.default_rng(0).standard_normal(
+                    (1, *input_shape(network)), dtype=np.float32
+                ),
+            )
+            if args.profile
+            else []
+        )
     peak = matmul_throughput(args.threads)
 
     rows = []
@@ -203,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
                 f" (min {1e3 * ort_min:.2f} ms, CPU {cpu_ms:.2f} ms per call; with the load average"
                 f" at {load[0]:.1f} on {cores()} cores the median includes waiting for a core)"
             )
+    if profile:
+        print(f"\nonnxruntime at batch 1, {args.threads} thread(s), profiler on, per call:\n")
+        print("| op type | nodes | kernel us | of all kernels |")
+        print("|---|---:|---:|---:|")
+        print("\n".join(profile))
     print()
     print("\n".join(verdicts))
     return 0
