@@ -67,11 +67,16 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def ort_session(path: str | Path, threads: int) -> ort.InferenceSession:
+def ort_session(
+    path: str | Path, threads: int, profile_prefix: str | None = None
+) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -116,15 +121,9 @@ def matmul_throughput(threads: int, size: int = 1024, repeats: int = 20) -> floa
 
 
 def profile_ops(path: Path, threads: int, maps: np.ndarray, calls: int = 200) -> list[str]:
-    """Markdown rows: kernel microseconds per call by op type, then the per-call overhead."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
+    """Markdown rows: kernel microseconds per call by op type, all kernels, the whole call."""
     with tempfile.TemporaryDirectory() as folder:
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(folder) / "ort")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort_session(path, threads, profile_prefix=str(Path(folder) / "ort"))
         for _ in range(10):
             session.run(None, {INPUT_NAME: maps})
         start = time.perf_counter()
