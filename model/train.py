@@ -22,11 +22,10 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from model.checkpoint import checkpoint_path, model_artifact, read_checkpoint, save_checkpoint
 from model.config import apply_overrides
 from model.data import MapSet, batches, load_maps
 from model.net import SphericalCNN, describe, preset_config
-from raymap import FEATURE_NAMES, FEATURES_VERSION
-from raymap.grid import GridSpec
 
 
 @dataclass(frozen=True)
@@ -54,10 +53,6 @@ class TrainConfig:
     progress: bool = True
 
 
-def checkpoint_path(out: Path) -> Path:
-    return out / "checkpoint.pt"
-
-
 # Settings that may change between a run and its resumption: they do not change what an epoch
 # computes (``epochs`` extends or shortens the run; the schedule follows the new count).
 RESUMABLE_CHANGES = frozenset({"epochs", "progress", "threads", "device"})
@@ -82,12 +77,6 @@ def evaluate_logits(model: SphericalCNN, data: MapSet, device: torch.device) -> 
             logits, _ = model(data.maps[index].to(device))
             out.append(logits.float().cpu())
     return torch.cat(out)
-
-
-def save_atomic(state: dict[str, object], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
 
 
 def lr_factor(config: TrainConfig, epoch: int) -> float:
@@ -128,7 +117,7 @@ def train(config: TrainConfig) -> Path:
     start_epoch, history, seconds = 0, [], 0.0
     path = checkpoint_path(out)
     if path.is_file():
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = read_checkpoint(path, device)
         if not same_run(state["train_config"], dataclasses.asdict(config)):
             raise SystemExit(
                 f"{path} was written with other settings; use another --out or delete it.\n"
@@ -184,7 +173,7 @@ def train(config: TrainConfig) -> Path:
             f"total {seconds / 60:.1f} min)",
             flush=True,
         )
-        save_atomic(
+        save_checkpoint(
             {
                 **model_artifact(model, train_set.class_names, config),
                 "optimizer": optimizer.state_dict(),
@@ -197,31 +186,6 @@ def train(config: TrainConfig) -> Path:
         )
     (out / "history.json").write_text(json.dumps(history, indent=1))
     return path
-
-
-def model_artifact(
-    model: SphericalCNN, class_names: list[str], config: TrainConfig
-) -> dict[str, object]:
-    """What export and evaluation need to rebuild the model without guessing."""
-    return {
-        "weights": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "model_config": model.config.to_dict(),
-        "class_names": list(class_names),
-        "grid": dataclasses.asdict(GridSpec(model.config.bandwidth)),
-        "feature_names": list(FEATURE_NAMES),
-        "features_version": FEATURES_VERSION,
-        "train_config": dataclasses.asdict(config),
-    }
-
-
-def load_model(path: str | Path, device: str = "cpu") -> tuple[SphericalCNN, dict[str, object]]:
-    """A checkpoint -> the network in eval mode and the checkpoint dict."""
-    from model.net import ModelConfig
-
-    state = torch.load(path, map_location=device, weights_only=False)
-    model = SphericalCNN(ModelConfig.from_dict(state["model_config"]))
-    model.load_state_dict(state["weights"])
-    return model.to(device).eval(), state
 
 
 def main(argv: list[str] | None = None) -> int:

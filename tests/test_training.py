@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from model.checkpoint import checkpoint_path
 from model.evaluate import evaluate_protocol
-from model.train import TrainConfig, checkpoint_path, train
+from model.train import TrainConfig, train
 
 SHREC = TrainConfig(
     dataset="shrec11",
