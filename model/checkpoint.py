@@ -22,11 +22,17 @@ from raymap import FEATURE_NAMES, FEATURES_VERSION
 from raymap.grid import GridSpec
 
 FILE_NAME = "checkpoint.pt"
+BEST_NAME = "best.pt"
 
 
 def checkpoint_path(out: str | Path) -> Path:
-    """Where a training run with ``--out=out`` keeps its checkpoint."""
+    """Where a training run with ``--out=out`` keeps its checkpoint (the last epoch, resumable)."""
     return Path(out) / FILE_NAME
+
+
+def best_path(out: str | Path) -> Path:
+    """The model a run chose on its validation split; ``selection`` says which epoch."""
+    return Path(out) / BEST_NAME
 
 
 def _as_dict(config: object) -> dict[str, Any]:
