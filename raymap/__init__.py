@@ -3,7 +3,7 @@
 from raymap.errors import MeshError
 from raymap.features import FEATURE_NAMES, FEATURES_VERSION
 from raymap.grid import GridSpec, directions
-from raymap.mesh import DEFAULT_MAX_FACES, SUPPORTED_FORMATS, Mesh, load_mesh, load_mesh_file
+from raymap.mesh import DEFAULT_MAX_FACES, SUPPORTED_FORMATS, load_mesh, load_mesh_file
 from raymap.project import spherical_map, spherical_map_timed
 
 __all__ = [
@@ -12,7 +12,6 @@ __all__ = [
     "FEATURE_NAMES",
     "SUPPORTED_FORMATS",
     "GridSpec",
-    "Mesh",
     "MeshError",
     "directions",
     "load_mesh",

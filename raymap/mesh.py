@@ -5,9 +5,10 @@ an upload is a single file). A scene is merged into one mesh with its node trans
 applied; point clouds and paths in a scene are dropped. glTF is +Y up by specification, so
 GLB/GLTF meshes are turned to +Z up, the polar axis of the grid.
 
-OFF is parsed by a vectorized reader (ModelNet40's glued header ``OFF490 518 0`` included;
-numbers at C speed by :func:`raymap.text.parse_decimals`) with trimesh's reader as the
-fallback for polygons and colours. The other formats go through trimesh's loaders.
+OFF is read by numpy's C parser (``np.loadtxt``) when it has one vertex and one triangle per
+line, as ModelNet's files do (its glued header ``OFF490 518 0`` included), else token by
+token, with trimesh's reader as the fallback for polygons and colours. The other formats go
+through trimesh's loaders.
 
 What an upload can make the loader read is the upload itself: every loader gets the bytes
 without a path or a resolver, so an OBJ's ``mtllib /etc/passwd`` or a glTF's ``file:`` URI
@@ -21,7 +22,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
 from typing import Protocol
 
@@ -29,7 +30,6 @@ import numpy as np
 import trimesh
 
 from raymap.errors import MeshError
-from raymap.text import parse_decimals
 
 SUPPORTED_FORMATS: tuple[str, ...] = ("obj", "off", "stl", "ply", "glb", "gltf")
 DEFAULT_MAX_FACES = 500_000
@@ -44,7 +44,7 @@ _MAX_JSON_DEPTH = 64
 
 
 class Triangles(Protocol):
-    """Anything with triangle arrays: a :class:`Mesh`, a ``trimesh.Trimesh``."""
+    """Anything with triangle arrays, such as a ``trimesh.Trimesh``."""
 
     @property
     def vertices(self) -> np.ndarray: ...
@@ -53,20 +53,12 @@ class Triangles(Protocol):
     def faces(self) -> np.ndarray: ...
 
 
-@dataclass(frozen=True)
-class Mesh:
-    """A triangle mesh as arrays: what every stage after the loader works on."""
-
-    vertices: np.ndarray  # (V, 3) float64
-    faces: np.ndarray  # (F, 3) int64 into ``vertices``
-
-
 def file_type_of(name: str) -> str:
     """The format of a file name or a bare format name: 'chair.OFF' -> 'off', '.glb' -> 'glb'."""
     return name.rsplit(".", 1)[-1].lower()
 
 
-def load_mesh(data: bytes, file_type: str, max_faces: int = DEFAULT_MAX_FACES) -> Mesh:
+def load_mesh(data: bytes, file_type: str, max_faces: int = DEFAULT_MAX_FACES) -> trimesh.Trimesh:
     """Parse ``data`` as ``file_type`` (a format or a file name) into a validated mesh.
 
     The mesh is unprocessed (no vertex merging), float64 vertices and int64 faces.
@@ -88,12 +80,13 @@ def load_mesh(data: bytes, file_type: str, max_faces: int = DEFAULT_MAX_FACES) -
         vertices, faces = _read_with_trimesh(data, fmt)
     if fmt in ("glb", "gltf") and len(vertices):
         vertices = vertices @ _Y_UP_TO_Z_UP.T
-    mesh = Mesh(vertices=vertices, faces=faces)
+    # A Trimesh costs ~10 us here (process=False, validate=False: its caches are lazy).
+    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False, validate=False)
     validate_mesh(mesh, max_faces)
     return mesh
 
 
-def load_mesh_file(path: str | Path, max_faces: int = DEFAULT_MAX_FACES) -> Mesh:
+def load_mesh_file(path: str | Path, max_faces: int = DEFAULT_MAX_FACES) -> trimesh.Trimesh:
     """:func:`load_mesh` on a file; the format comes from the suffix."""
     path = Path(path)
     try:
@@ -214,7 +207,11 @@ def _read_off(data: bytes, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
     if n_faces == 0:
         raise MeshError("the mesh has no faces (a point cloud or an empty file?)")
     if match.group(1) == b"OFF":
-        values = _off_numbers(tokens[3] if len(tokens) > 3 else b"")
+        rest = tokens[3] if len(tokens) > 3 else b""
+        blocks = _off_lines(rest, n_vertices, n_faces)
+        if blocks is not None:
+            return blocks
+        values = _off_numbers(rest)
         n_vertex_values = 3 * n_vertices
         if values is not None and values.size == n_vertex_values + 4 * n_faces:
             corners = values[n_vertex_values:].reshape(n_faces, 4)
@@ -228,11 +225,29 @@ def _read_off(data: bytes, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
     return _read_with_trimesh(data, "off")
 
 
+def _off_lines(rest: bytes, n_vertices: int, n_faces: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Vertex lines then ``3 a b c`` lines, each block by numpy's C parser; ``None`` when
+    the text is laid out otherwise (the caller then reads it token by token)."""
+    newlines = np.flatnonzero(np.frombuffer(rest, dtype=np.uint8) == ord("\n"))
+    if n_vertices == 0 or len(newlines) < n_vertices:
+        return None
+    cut = int(newlines[n_vertices - 1]) + 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # loadtxt warns about an empty block
+            vertices = np.loadtxt(io.BytesIO(rest[:cut]), dtype=np.float64, ndmin=2, comments=None)
+            corners = np.loadtxt(io.BytesIO(rest[cut:]), dtype=np.int64, ndmin=2, comments=None)
+    except ValueError:
+        return None
+    if vertices.shape != (n_vertices, 3) or corners.shape != (n_faces, 4):
+        return None
+    if not (corners[:, 0] == 3).all():
+        return None
+    return vertices, corners[:, 1:]
+
+
 def _off_numbers(text: bytes) -> np.ndarray | None:
-    """The numbers after the OFF header: plain decimals at C speed, else token by token."""
-    values = parse_decimals(text)
-    if values is not None:
-        return values
+    """The numbers after the OFF header, token by token."""
     try:
         return np.array(text.split(), dtype=np.float64)
     except ValueError:

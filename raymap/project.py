@@ -61,8 +61,7 @@ def prepare(
 ) -> PreparedMesh:
     """Validate, normalize, build the hull and both scenes; stage times (ms) into ``timings``.
 
-    ``mesh`` is anything with ``vertices`` and ``faces`` arrays (a loaded
-    :class:`~raymap.mesh.Mesh`, a ``trimesh.Trimesh``).
+    ``mesh`` is anything with ``vertices`` and ``faces`` arrays (a ``trimesh.Trimesh``).
     """
     start = clock()
     validate_mesh(mesh, max_faces=None)

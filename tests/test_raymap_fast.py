@@ -1,5 +1,5 @@
-"""The fast input path against the general one: the decimal parser against ``float()``, the
-zero-copy Embree scene against embreex's own, the map against the one embreex gives."""
+"""The fast input path against the general one: the zero-copy Embree scene against embreex's
+own, and the OFF line reader against the token reader."""
 
 from __future__ import annotations
 
@@ -14,33 +14,7 @@ from raymap.features import ORIGIN_RADIUS
 from raymap.grid import directions
 from raymap.normalize import normalize
 from raymap.project import convex_hull_faces
-from raymap.text import parse_decimals
 from tests.raymap_testing import CHAIR, MODELNET_MINI
-
-
-def test_decimals_are_bit_identical_to_float() -> None:
-    rng = np.random.default_rng(0)
-    values = rng.standard_normal(20_000) * 10.0 ** rng.integers(-6, 5, 20_000)
-    tokens = [f"{v:.{int(d)}f}" for v, d in zip(values, rng.integers(0, 9, 20_000), strict=True)]
-    tokens += ["0", "-0", "+7", "007", ".5", "-.25", "3.", "123456789012345", "0.00000000000001"]
-    text = "\n".join(" ".join(tokens[i : i + 3]) for i in range(0, len(tokens), 3)).encode()
-    got = parse_decimals(text)
-    expected = np.array([float(t) for t in tokens])
-    assert got is not None
-    assert got.tobytes() == expected.tobytes()  # bit for bit, signed zeros included
-
-
-@pytest.mark.parametrize(
-    "text",
-    [b"1e5", b"1 2 nan", b"inf", b"1-2", b"1..2", b"- 1", b".", b"+", b"1234567890123456", b"1,2"],
-)
-def test_anything_but_plain_decimals_is_left_to_the_general_path(text: bytes) -> None:
-    assert parse_decimals(text) is None
-
-
-def test_empty_and_blank_text() -> None:
-    assert parse_decimals(b"").size == 0
-    assert parse_decimals(b" \n\t ").size == 0
 
 
 def embreex_hits(vertices: np.ndarray, faces: np.ndarray, origins, dirs) -> dict:
@@ -75,3 +49,37 @@ def test_a_scene_keeps_its_arrays_after_the_caller_drops_them() -> None:
     _ = [np.ones(len(normalized.vertices) * 3) for _ in range(20)]  # reuse freed memory
     after = scene.cast((ORIGIN_RADIUS * outward).astype(np.float32), (-outward).astype(np.float32))
     np.testing.assert_array_equal(before.distance, after.distance)
+
+
+@pytest.mark.parametrize("path", [CHAIR, *sorted(MODELNET_MINI.glob("*/*/*.off"))])
+def test_off_line_reader_equals_the_token_reader(path) -> None:
+    """ModelNet's layout goes through np.loadtxt; the same numbers as float() on each token."""
+    from raymap.mesh import _off_lines
+
+    data = path.read_bytes()
+    header, counts, rest = data.split(b"\n", 1)[0], None, None
+    tokens = data[len(header) :].split(maxsplit=3) if header.strip() == b"OFF" else None
+    if tokens is None:  # ModelNet's glued header: OFF490 518 0
+        tokens = data[3:].split(maxsplit=3)
+    counts, rest = (int(tokens[0]), int(tokens[1])), tokens[3]
+    got = _off_lines(rest, *counts)
+    assert got is not None
+    values = np.array([float(t) for t in rest.split()])
+    n_vertex_values = 3 * counts[0]
+    np.testing.assert_array_equal(got[0], values[:n_vertex_values].reshape(-1, 3))
+    np.testing.assert_array_equal(got[1], values[n_vertex_values:].reshape(-1, 4)[:, 1:])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"0 0 0\n\n1 0 0\n0 1 0\n3 0 1 2\n",  # a blank line
+        b"0 0 0 1 0 0\n0 1 0\n3 0 1 2\n",  # two vertices on a line
+        b"0 0 0\n1 0 0\n0 1 0\n4 0 1 2 2\n",  # a quad
+        b"0 0 0\n1 0 0\n0 1 0\n3 0 1 2 255 0 0\n",  # a colour
+    ],
+)
+def test_other_off_layouts_still_load(body: bytes) -> None:
+    mesh = raymap.load_mesh(b"OFF\n3 1 0\n" + body, "off")
+    assert len(mesh.faces) >= 1
+    np.testing.assert_array_equal(mesh.vertices[:3], [[0, 0, 0], [1, 0, 0], [0, 1, 0]])
