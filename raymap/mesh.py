@@ -38,7 +38,13 @@ DEFAULT_MAX_FACES = 500_000
 _Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 _OFF_HEADER = re.compile(rb"\A\s*(C?N?OFF)")
 _OFF_COMMENT = re.compile(rb"#[^\r\n]*")
-_COUNT = re.compile(rb"[0-9]+")  # not int(): it also takes "4_0", "+4" and "٤"
+_COUNT = re.compile(rb"[0-9]+")
+# OBJ lines the fast reader understands; any other line (mtllib, usemtl, g, vn, ...) goes to
+# trimesh's reader.
+_OBJ_OTHER_LINE = re.compile(rb"^(?![vf][ \t]|#|[ \t\r]*$)", re.MULTILINE)
+_OBJ_FACE_LINE = re.compile(rb"^f[ \t]", re.MULTILINE)
+_OBJ_VERTEX_LINE = re.compile(rb"^v[ \t]", re.MULTILINE)
+_OBJ_SLASHED = re.compile(rb"/[^ \t\r\n]*")  # not int(): it also takes "4_0", "+4" and "٤"
 # A JSON document nested deeper than this is no glTF; json.loads would recurse into it.
 _MAX_JSON_DEPTH = 64
 
@@ -72,8 +78,11 @@ def load_mesh(data: bytes, file_type: str, max_faces: int = DEFAULT_MAX_FACES) -
         )
     if not data:
         raise MeshError(f"the {fmt.upper()} file is empty")
+    simple = _read_simple_obj(data) if fmt == "obj" else None
     if fmt == "off":
         vertices, faces = _read_off(data, max_faces)
+    elif simple is not None:
+        vertices, faces = simple
     else:
         if fmt == "gltf":
             _check_gltf_is_self_contained(data)
@@ -223,6 +232,47 @@ def _read_off(data: bytes, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
                 return vertices, faces
     # Polygons, colours or comments: trimesh's reader (it also accepts the glued header).
     return _read_with_trimesh(data, "off")
+
+
+def _read_simple_obj(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """``v x y z`` lines, then ``f a b c`` lines (``a/t/n`` too), by numpy's C parser;
+    ``None`` for anything else (materials, groups, polygons, relative indices...)."""
+    if _OBJ_OTHER_LINE.search(data) is not None:
+        return None
+    first_face = _OBJ_FACE_LINE.search(data)
+    if first_face is None:
+        return None
+    vertex_lines = list(_OBJ_VERTEX_LINE.finditer(data, first_face.start()))
+    if vertex_lines:  # a vertex after the first face: not the simple layout
+        return None
+    faces_text = data[first_face.start() :]
+    if b"#" in faces_text:
+        return None
+    if b"/" in faces_text:
+        faces_text = _OBJ_SLASHED.sub(b"", faces_text)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            vertices = np.loadtxt(
+                io.BytesIO(data[: first_face.start()]), dtype=np.float64, usecols=(1, 2, 3),
+                ndmin=2, comments="#",
+            )  # fmt: skip
+            faces = np.loadtxt(
+                io.BytesIO(faces_text), dtype=np.int64, usecols=(1, 2, 3), ndmin=2, comments="#"
+            )
+    except ValueError:
+        return None
+    if faces.size == 0 or faces.min() < 1:  # 0 or relative indices
+        return None
+    if _count_tokens(faces_text) != 4 * len(faces):  # polygons: usecols ignored their rest
+        return None
+    return vertices, faces - 1
+
+
+def _count_tokens(text: bytes) -> int:
+    chars = np.frombuffer(text, dtype=np.uint8)
+    space = (chars == 32) | ((chars >= 9) & (chars <= 13))
+    return int((~space[1:] & space[:-1]).sum()) + int(chars.size > 0 and not space[0])
 
 
 def _off_lines(rest: bytes, n_vertices: int, n_faces: int) -> tuple[np.ndarray, np.ndarray] | None:
