@@ -213,7 +213,7 @@ def folder_split(
                 if entry.name.startswith("."):
                     continue
                 if entry.is_dir() and _SPLIT_FOLDERS.get(entry.name) == split:
-                    files += _files_below(entry)
+                    files += files_below(entry)
                 elif entry.is_file():
                     skipped[entry.relative_to(root).as_posix()] = LOOSE_FILE
             files = sorted(files)[:limit_per_class]
@@ -224,7 +224,7 @@ def folder_split(
         for label, class_dir in enumerate(class_dirs):
             files = [
                 p
-                for p in _files_below(class_dir)
+                for p in files_below(class_dir)
                 if assignment[p.relative_to(root).as_posix()] == split
             ][:limit_per_class]
             paths += files
@@ -232,7 +232,7 @@ def folder_split(
     return MeshList(root, paths, labels, class_names, skipped)
 
 
-def _files_below(folder: Path) -> list[Path]:
+def files_below(folder: Path) -> list[Path]:
     """Every non-hidden file below ``folder``, sorted; hidden folders are not entered."""
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
@@ -246,7 +246,7 @@ def _flat_assignment(
 ) -> dict[str, str]:
     """relative path -> split, stratified by class; reused from ``record`` when it matches."""
     per_class = {
-        d.name: [p.relative_to(root).as_posix() for p in _files_below(d)] for d in class_dirs
+        d.name: [p.relative_to(root).as_posix() for p in files_below(d)] for d in class_dirs
     }
     settings = {"validation": how.validation, "test": how.test, "seed": how.seed}
     if record.is_file():
