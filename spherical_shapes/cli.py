@@ -260,16 +260,18 @@ def _open_gallery(args: argparse.Namespace, runtime: Runtime) -> Gallery:
     from service.gallery import open_gallery
     from service.settings import get_settings
 
-    path = args.gallery or get_settings().gallery_path
+    settings = get_settings()
+    path = args.gallery or settings.gallery_path
     if path is None or not Path(path).is_file():
         raise FileNotFoundError(f"no gallery file at {path}; give --gallery FILE.npz")
     store = tempfile.mkdtemp(prefix="spherical-shapes-retrieve-")
+    offline = settings.model_copy(
+        update={"gallery_backend": "embedded", "gallery_path": Path(path), "gallery_dir": store}
+    )
     return open_gallery(
-        "embedded",
-        Path(path),
+        offline,
         int(runtime.info.descriptor_size),
-        Path(store),
-        model=(str(runtime.info.name), str(runtime.info.version)),
+        (str(runtime.info.name), str(runtime.info.version)),
     )
 
 
