@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from service.logs import request_id
 from service.metrics import Metrics
 
 log = logging.getLogger("service.batching")
@@ -53,6 +54,7 @@ class _Pending:
     map: np.ndarray  # (C, 2b, 2b) float32
     future: asyncio.Future[BatchResult]
     enqueued: float = field(default_factory=time.perf_counter)
+    request_id: str | None = field(default_factory=request_id.get)
 
 
 class MicroBatcher:
@@ -158,7 +160,14 @@ class MicroBatcher:
             maps = np.stack([p.map for p in batch])  # (N, C, 2b, 2b)
             probabilities, descriptors = await loop.run_in_executor(self._executor, self._run, maps)
         except Exception as exc:
-            log.exception("model call failed for a batch of %d", len(batch))
+            # The traceback is logged once per request, with its id, where the error surfaces.
+            log.error(
+                "model call failed for a batch of %d: %s: %s",
+                len(batch),
+                type(exc).__name__,
+                exc,
+                extra={"request_ids": [p.request_id for p in batch]},
+            )
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(exc)
