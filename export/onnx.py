@@ -14,8 +14,9 @@ The exported graph maps spherical maps ``maps`` (N, C, 2b, 2b) float32, N dynami
   subgraphs only up to 8192 input elements, which leaves the larger layers recomputing their
   filters on every call; :func:`fold_constants` folds them all, so every node depends on the
   input (checked by :func:`constant_nodes`).
-* ``metadata_props`` carry everything the service reads (``service.runtime`` refuses a model
-  that lacks a key); each value is JSON. See :func:`build_metadata`.
+* ``metadata_props`` carry the model's contract (:class:`raymap.contract.ModelContract`,
+  written by it; ``service.runtime`` reads it back and refuses a model that lacks a key) and
+  its provenance; each value is JSON. See :func:`build_metadata`.
 * The graph is traced at one batch size (``--batch-size``) and checked against PyTorch at
   others (``--check-batches``) on random maps; ``python -m export.parity`` checks real maps.
 """
@@ -42,10 +43,10 @@ from torch import nn
 
 from model.checkpoint import load_model
 from model.net import SphericalCNN, multiply_adds, parameter_count
+from raymap.contract import CORE_OUTPUTS, INPUT_NAME, ModelContract
 
 OPSET = 20
-INPUT_NAME = "maps"
-OUTPUT_NAMES = ("probabilities", "descriptor")
+OUTPUT_NAMES = CORE_OUTPUTS  # the graph's outputs, named by the contract
 EXPORT_BATCH = 2
 CHECK_BATCHES = (1, 7, 32)
 # Random-input agreement required right after export (real-data figures: export.parity).
@@ -268,7 +269,8 @@ def build_metadata(
     name: str | None = None,
     version: str = "1",
 ) -> dict[str, str]:
-    """Every fact the service needs, each JSON-encoded, copied from the checkpoint."""
+    """The contract (what the service needs) and the provenance, each JSON-encoded, copied
+    from the checkpoint."""
     config = network.config
     train_config = state.get("train_config") or {}
     assert isinstance(train_config, dict)
@@ -281,24 +283,21 @@ def build_metadata(
     history = state.get("history") or []
     assert isinstance(history, list)
     commit, dirty = source_commit()
+    contract = ModelContract(
+        name=name or f"spherical-cnn-{dataset}-{train_rotation}",
+        version=version,
+        class_names=tuple(state["class_names"]),  # type: ignore[call-overload]
+        bandwidth=config.bandwidth,
+        feature_names=tuple(state["feature_names"]),  # type: ignore[call-overload]
+        features_version=str(state["features_version"]),
+        descriptor_size=config.descriptor_size,
+        grid=str(grid["name"]),
+    )
+    if contract.input_shape != input_shape(network):
+        raise ValueError(
+            f"the network takes {input_shape(network)}, the contract says {contract.input_shape}"
+        )
     values: dict[str, object] = {
-        "model_name": name or f"spherical-cnn-{dataset}-{train_rotation}",
-        "model_version": version,
-        "class_names": list(state["class_names"]),  # type: ignore[call-overload]
-        "bandwidth": config.bandwidth,
-        "grid": grid,
-        "feature_names": list(state["feature_names"]),  # type: ignore[call-overload]
-        "features_version": str(state["features_version"]),
-        "descriptor_size": config.descriptor_size,
-        "input": {
-            "name": INPUT_NAME,
-            "shape": ["N", *input_shape(network)],
-            "dtype": "float32",
-        },
-        "outputs": {
-            "probabilities": ["N", config.n_classes],
-            "descriptor": ["N", config.descriptor_size],
-        },
         "model_config": config.to_dict(),
         "parameters": parameter_count(network),
         "multiply_adds": multiply_adds(network),
@@ -322,11 +321,9 @@ def build_metadata(
         "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "exporter": f"torch {torch.__version__} dynamo, onnx {onnx.__version__}, opset {OPSET}",
     }
-    if len(values["class_names"]) != config.n_classes:  # type: ignore[arg-type]
-        raise ValueError(
-            f"{len(values['class_names'])} class names for {config.n_classes} classes"  # type: ignore[arg-type]
-        )
-    return {key: json.dumps(value) for key, value in values.items()}
+    if len(contract.class_names) != config.n_classes:
+        raise ValueError(f"{len(contract.class_names)} class names for {config.n_classes} classes")
+    return {**contract.to_metadata(), **{key: json.dumps(v) for key, v in values.items()}}
 
 
 def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:

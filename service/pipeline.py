@@ -31,6 +31,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from raymap.contract import ModelContract
 from raymap.mesh import load_mesh
 from raymap.project import spherical_map
 from raymap.render import render_map
@@ -38,7 +39,6 @@ from service.batching import MicroBatcher, Overloaded
 from service.errors import MeshTimeout
 from service.gallery import Gallery, Hit, Item
 from service.metrics import Metrics
-from service.runtime import ModelInfo
 from service.settings import Settings
 
 log = logging.getLogger("service.pipeline")
@@ -55,8 +55,9 @@ PANEL_PIXELS = 128  # each channel's panel of a drawn map is about this wide
 class RuntimeLike(Protocol):
     """What the pipeline uses of :class:`service.runtime.Runtime` (tests wrap the real one)."""
 
-    info: ModelInfo
+    info: ModelContract
     provider: str
+    metadata: dict[str, str]  # all of the model's metadata (the contract and provenance)
 
     def run(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -199,7 +200,7 @@ class Pipeline:
         )
 
     @property
-    def info(self) -> ModelInfo:
+    def info(self) -> ModelContract:
         return self.runtime.info
 
     async def start(self) -> None:
