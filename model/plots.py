@@ -48,3 +48,30 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], title: str, p
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_reliability(
+    probabilities: dict[str, np.ndarray], labels: np.ndarray, bins: int, path: Path
+) -> None:
+    """Reliability diagram: accuracy against confidence per equal-width bin, one line per set."""
+    from model.metrics import expected_calibration_error, reliability
+
+    fig, (curve_ax, count_ax) = plt.subplots(
+        2, 1, figsize=(4.8, 5.4), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    curve_ax.plot([0, 1], [0, 1], color="grey", lw=1, ls=":", label="perfectly calibrated")
+    width = 1.0 / bins
+    for offset, (name, p) in enumerate(probabilities.items()):
+        count, confidence, accuracy = reliability(p, labels, bins)
+        full = count > 0
+        ece = expected_calibration_error(p, labels, bins)
+        curve_ax.plot(confidence[full], accuracy[full], "o-", ms=3, label=f"{name}: ECE {ece:.3f}")
+        centres = (np.arange(bins) + 0.25 + 0.5 * offset) * width
+        count_ax.bar(centres, count, width=0.45 * width, label=name)
+    curve_ax.set(ylabel="accuracy", xlim=(0, 1), ylim=(0, 1), title="reliability, SO3/SO3 test")
+    count_ax.set(xlabel="confidence (max probability)", ylabel="shapes", yscale="log")
+    curve_ax.grid(alpha=0.3)
+    curve_ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
