@@ -4,15 +4,14 @@
 
 The maps come from :func:`raymap.datasets.build_split` (upright meshes, no rotation, at the
 model's bandwidth; cached, so a second run only runs the model), the descriptors from
-onnxruntime in batches (no torch). The ``.npz`` holds ``ids`` (file stems, ``chair_0890``),
-``labels`` (class names), ``descriptors`` (N, D) float32, and the model's name and version.
+onnxruntime in batches (no torch), the file from :mod:`service.gallery.shipped`.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +19,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from raymap.datasets import DATASETS, SPLITS, build_split
+from raymap.datasets import DATASETS, FOLDER, FOLDER_SPLITS, SPLITS, build_split
 from raymap.features import FEATURE_NAMES, FEATURES_VERSION
+from service.gallery.shipped import write_base_gallery
 
 
 def build_gallery(
@@ -50,6 +50,8 @@ def build_gallery(
     labels: list[str] = []
     descriptors: list[np.ndarray] = []
     for split in splits:
+        if dataset == FOLDER and not _has_files(root, split):
+            continue  # a folder with split folders may lack one (say, validation)
         arrays = build_split(
             dataset,
             split,
@@ -76,19 +78,17 @@ def build_gallery(
     if len(set(ids)) != len(ids):
         raise SystemExit("file stems are not unique across the splits; they cannot be ids")
     matrix = np.concatenate(descriptors) if descriptors else np.zeros((0, info.descriptor_size))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(
-        tmp,
-        ids=np.asarray(ids, dtype=str),
-        labels=np.asarray(labels, dtype=str),
-        descriptors=matrix.astype(np.float32),
-        model_name=np.asarray(info.name),
-        model_version=np.asarray(info.version),
-        dataset=np.asarray(dataset),
-    )
-    os.replace(tmp, out)
+    write_base_gallery(out, ids, labels, matrix, (info.name, info.version), dataset)
     return len(ids)
+
+
+def _has_files(root: Path | None, split: str) -> bool:
+    """Whether a folder dataset's ``split`` lists any file (for a folder, every split is asked)."""
+    from raymap.datasets.sources import FolderSplit, folder_split
+
+    assert root is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        return bool(folder_split(root, split, FolderSplit(), Path(tmp) / "split.json").paths)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,7 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=Path("models/model.onnx"))
     parser.add_argument("--out", type=Path, default=Path("models/gallery.npz"))
     parser.add_argument("--dataset", default="modelnet10", choices=sorted(DATASETS))
-    parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    parser.add_argument(
+        "--data", type=Path, default=None, help="a folder dataset instead: DIR/<class>/[<split>/]*"
+    )
+    parser.add_argument("--splits", nargs="+", default=None, choices=FOLDER_SPLITS)
     parser.add_argument("--root", type=Path, default=None, help="<class>/<split>/ mesh folders")
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--workers", type=int, default=None)
@@ -104,13 +107,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    folder = args.data is not None
     start = time.perf_counter()
     n = build_gallery(
         args.model,
         args.out,
-        dataset=args.dataset,
-        splits=args.splits,
-        root=args.root,
+        dataset=FOLDER if folder else args.dataset,
+        splits=args.splits or list(FOLDER_SPLITS if folder else SPLITS),
+        root=args.data if folder else args.root,
         cache_dir=args.cache_dir,
         workers=args.workers,
         limit_per_class=args.limit_per_class,
