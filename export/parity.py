@@ -55,7 +55,7 @@ class Parity:
 
 def measure(
     network: SphericalCNN,
-    run_onnx: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    run_onnx: Callable[[np.ndarray], tuple[np.ndarray, ...]],
     maps: np.ndarray,
     batch: int,
     post_hoc: dict[str, object] | None = None,
@@ -66,7 +66,7 @@ def measure(
     onnx_top1, torch_top1 = [], []
     for start in range(0, len(maps), batch):
         chunk = np.ascontiguousarray(maps[start : start + batch], dtype=np.float32)
-        probabilities, descriptor = run_onnx(chunk)  # (B, K), (B, D)
+        probabilities, descriptor = run_onnx(chunk)[:2]  # (B, K), (B, D)
         with torch.no_grad():
             expected_p, expected_d, _ = (t.numpy() for t in reference(torch.from_numpy(chunk)))
         prob_error = max(prob_error, float(np.abs(probabilities - expected_p).max()))

@@ -13,13 +13,16 @@ import numpy as np
 
 
 def plot_training_curves(histories: dict[str, Sequence[dict[str, float]]], path: Path) -> None:
-    """One line per run: training loss (left) and test accuracy (right) per epoch."""
+    """Per run: training loss (left); training, validation and test accuracy (right)."""
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
     for name, history in histories.items():
         epochs = [h["epoch"] for h in history]
         loss_ax.plot(epochs, [h["train_loss"] for h in history], label=name)
         acc_ax.plot(epochs, [h["train_acc"] for h in history], "--", label=f"{name} train")
-        acc_ax.plot(epochs, [h["test_acc"] for h in history], label=f"{name} test")
+        (line,) = acc_ax.plot(epochs, [h["test_acc"] for h in history], label=f"{name} test")
+        if all("val_acc" in h for h in history):
+            validation = [h["val_acc"] for h in history]
+            acc_ax.plot(epochs, validation, ":", color=line.get_color(), label=f"{name} val")
     loss_ax.set(xlabel="epoch", ylabel="training loss", yscale="log", title="loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0.0, 1.0))
     for ax in (loss_ax, acc_ax):

@@ -223,6 +223,13 @@ def train(config: TrainConfig) -> Path:
         chosen: nn.Module = average.module if averaged else model  # type: ignore[union-attr]
         val_acc, val_loss = measure(chosen, val_set, device)
         test_acc, _ = measure(chosen, test_set, device)
+        # The raw weights too, so that one run compares averaging against none.
+        raw = {}
+        if averaged:
+            raw_val_acc, raw_val_loss = measure(model, val_set, device)
+            raw_test_acc, _ = measure(model, test_set, device)
+            raw = {"raw_val_acc": raw_val_acc, "raw_val_loss": raw_val_loss}
+            raw["raw_test_acc"] = raw_test_acc
         record = {
             "epoch": epoch + 1,
             "lr": optimizer.param_groups[0]["lr"],
@@ -231,6 +238,7 @@ def train(config: TrainConfig) -> Path:
             "val_acc": val_acc,
             "val_loss": val_loss,
             "test_acc": test_acc,
+            **raw,
             "epoch_seconds": train_seconds,
             "epoch_cpu_seconds": cpu_seconds,
             "train_seconds": seconds,

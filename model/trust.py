@@ -1,6 +1,7 @@
 """Answers to trust, fitted post hoc on the validation split: ``python -m model.trust fit|report``.
 
-``fit CHECKPOINT --out FILE`` (torch) fits, on the run's own validation split
+``fit CHECKPOINT... --out FILE`` (torch) takes the checkpoint best on validation and fits, on
+the run's own validation split
 (``model.data.split_validation`` with the run's ``val_fraction``/``val_seed``), and writes the
 checkpoint again with a ``post_hoc`` entry that ``export.onnx`` bakes into the graph:
 
@@ -243,9 +244,9 @@ def stranger_share(inside: np.ndarray, strangers: np.ndarray, quantile: float = 
 
 @dataclasses.dataclass
 class FitData:
-    train_features: torch.Tensor  # training part, every copy
-    bank_features: torch.Tensor  # training part, one copy per mesh
-    train_labels: torch.Tensor
+    train_features: torch.Tensor  # training part: statistics of the transforms and scores
+    bank_features: torch.Tensor  # training part, one copy per mesh: the retrieval gallery
+    train_labels: torch.Tensor  # of train_features
     val_features: torch.Tensor  # every copy
     val_labels: torch.Tensor
     val_first: np.ndarray  # rows of the first copy of each validation mesh
@@ -270,7 +271,8 @@ def load_fit_data(network: SphericalCNN, state: dict[str, Any], progress: bool) 
     )
     train_part, val = split_validation(full, config["val_fraction"], config["val_seed"])
     del full
-    bank = first_copies(train_part)
+    bank = first_copies(train_part)  # one rotated copy of each training mesh
+    del train_part
     first_names: set[str] = set()
     val_first = np.zeros(len(val), dtype=bool)
     for i, name in enumerate(val.names):
@@ -287,15 +289,16 @@ def load_fit_data(network: SphericalCNN, state: dict[str, Any], progress: bool) 
         for part in ood
     ]
     ood_features = torch.cat([features_of(network, part) for part in keep])
+    bank_features = features_of(network, bank)
     return FitData(
-        train_features=features_of(network, train_part),
-        bank_features=features_of(network, bank),
-        train_labels=train_part.labels,
+        train_features=bank_features,
+        bank_features=bank_features,
+        train_labels=bank.labels,
         val_features=features_of(network, val),
         val_labels=val.labels,
         val_first=val_first,
         ood_features=ood_features,
-        class_names=train_part.class_names,
+        class_names=bank.class_names,
         choosing=choosing,
         reporting=reporting,
     )
@@ -440,7 +443,19 @@ def _print_fit(post_hoc: dict[str, Any]) -> None:
         )
 
 
+def best_on_validation(checkpoints: Sequence[Path]) -> Path:
+    """The checkpoint whose chosen epoch scored best on validation (accuracy, then loss)."""
+
+    def key(path: Path) -> tuple[float, float]:
+        selection = read_checkpoint(path)["selection"]
+        print(f"{path}: validation {selection['val_acc']:.4f} (epoch {selection['epoch']})")
+        return (selection["val_acc"], -selection["val_loss"])
+
+    return max(checkpoints, key=key)
+
+
 def run_fit(checkpoint: Path, out: Path, keep: float, progress: bool) -> dict[str, Any]:
+    print(f"fitting on {checkpoint}")
     state = read_checkpoint(checkpoint)
     network = build_model(state)
     data = load_fit_data(network, state, progress)
@@ -572,8 +587,10 @@ def _print_report(f: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.trust", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    fit_parser = commands.add_parser("fit", help="fit on validation; write the checkpoint")
-    fit_parser.add_argument("checkpoint", type=Path)
+    fit_parser = commands.add_parser(
+        "fit", help="fit on validation (the checkpoint best on validation, of those given)"
+    )
+    fit_parser.add_argument("checkpoints", type=Path, nargs="+")
     fit_parser.add_argument("--out", type=Path, required=True)
     fit_parser.add_argument("--keep", type=float, default=KEEP)
     report_parser = commands.add_parser("report", help="the test-split figures of the export")
@@ -586,7 +603,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.command == "fit":
-        run_fit(args.checkpoint, args.out, args.keep, args.progress)
+        run_fit(best_on_validation(args.checkpoints), args.out, args.keep, args.progress)
     else:
         _print_report(report(args.model, args.gallery, args.out, args.progress))
     return 0

@@ -69,7 +69,7 @@ def build_gallery(
             range(0, n, batch_size), desc=f"descriptors {split}", disable=not progress
         ):
             maps = np.ascontiguousarray(arrays.maps[start : start + batch_size], np.float32)
-            _, batch_descriptors = runtime.run(maps)  # (B, D)
+            batch_descriptors = runtime.run(maps).descriptor  # (B, D)
             descriptors.append(np.asarray(batch_descriptors, np.float32))
         ids += list(arrays.names)
         labels += [arrays.class_names[int(i)] for i in arrays.labels]

@@ -24,6 +24,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -44,7 +45,7 @@ REQUIRED_METADATA = (
     "descriptor_size",
 )
 DEVICES = ("auto", "cpu", "cuda")
-OUTPUT_NAMES = ("probabilities", "descriptor")
+OUTPUT_NAMES = ("probabilities", "descriptor", "novelty")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
@@ -67,6 +68,9 @@ class ModelInfo:
     descriptor_size: int
     input_name: str
     metadata: dict[str, str]  # all raw metadata (JSON strings)
+    # Above it a shape is not ``known`` (the ``trust`` metadata of ``model.trust``); None: the
+    # model has no fitted threshold and every shape is ``known``.
+    novelty_threshold: float | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -102,6 +106,7 @@ class ModelInfo:
             descriptor_size=int(values["descriptor_size"]),
             input_name=input_name,
             metadata=dict(metadata),
+            novelty_threshold=_novelty_threshold(metadata),
         )
         if info.features_version != raymap.FEATURES_VERSION:
             raise ModelError(
@@ -114,6 +119,23 @@ class ModelInfo:
                 f"raymap computes {list(raymap.FEATURE_NAMES)}"
             )
         return info
+
+
+def _novelty_threshold(metadata: dict[str, str]) -> float | None:
+    try:
+        trust = json.loads(metadata.get("trust", "{}"))
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"the model's trust metadata is not JSON: {exc}") from None
+    value = trust.get("novelty_threshold") if isinstance(trust, dict) else None
+    return None if value is None else float(value)
+
+
+class Outputs(NamedTuple):
+    """One model call: probabilities (N, K), unit descriptors (N, D), novelty (N,); float32."""
+
+    probabilities: np.ndarray
+    descriptor: np.ndarray
+    novelty: np.ndarray
 
 
 def default_threads(environ: dict[str, str] | None = None) -> int:
@@ -222,6 +244,8 @@ class Runtime:
             "descriptor": self.info.descriptor_size,
         }
         outputs = {o.name: o.shape for o in self.session.get_outputs()}
+        if "novelty" not in outputs or len(outputs["novelty"]) != 1:
+            raise ModelError(f"output 'novelty' (N,) expected; the graph has {outputs}")
         for name, size in expected_outputs.items():
             if name not in outputs or outputs[name][-1] != size:
                 raise ModelError(
@@ -234,8 +258,8 @@ class Runtime:
                 f"the graph's input {shape} disagrees with the metadata {self.info.input_shape}"
             )
 
-    def run(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Maps (N, C, 2b, 2b) -> probabilities (N, K), unit descriptors (N, D), float32."""
+    def run(self, maps: np.ndarray) -> Outputs:
+        """Maps (N, C, 2b, 2b) -> probabilities (N, K), unit descriptors (N, D), novelty (N,)."""
         maps = np.asarray(maps)
         if maps.ndim != 4 or maps.shape[0] < 1 or maps.shape[1:] != self.info.input_shape:
             raise ValueError(
@@ -243,10 +267,7 @@ class Runtime:
                 f"got {maps.shape}"
             )
         maps = np.ascontiguousarray(maps, dtype=np.float32)
-        probabilities, descriptor = self.session.run(
-            list(OUTPUT_NAMES), {self.info.input_name: maps}
-        )
-        return probabilities, descriptor
+        return Outputs(*self.session.run(list(OUTPUT_NAMES), {self.info.input_name: maps}))
 
     def mesh_to_map(
         self, data: bytes, file_type: str, max_faces: int
