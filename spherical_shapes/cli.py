@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import os
 import sys
@@ -106,7 +107,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in FRONT_ENDS:
-        module = __import__(FRONT_ENDS[args_list[0]][0], fromlist=["main"])
+        module = importlib.import_module(FRONT_ENDS[args_list[0]][0])
         return int(module.main(args_list[1:]) or 0)
     args = parser().parse_args(args_list)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
