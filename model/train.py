@@ -13,6 +13,13 @@ learning-rate schedule follows the new count).
 
 ``seed`` draws the initial weights and the batch order; ``data_seed`` the rotations of the
 cached training and test maps (one build serves every ``seed``).
+
+``--data=DIR`` trains on a folder of class folders (``raymap.datasets.sources``) instead of a
+named ``dataset``; ``--init_from=CHECKPOINT`` fine-tunes: that model's layers, a new classifier
+head (``model.finetune``). ``torchrun --nproc-per-node=N -m model.train ...`` trains on N
+processes with the same global batch (``model.distributed``); only rank 0 evaluates and writes,
+and a checkpoint resumes on any number of processes. Each checkpoint carries its ``recipe``
+(settings, data, source model, processes, device), which export copies into the ONNX metadata.
 """
 
 from __future__ import annotations
