@@ -315,6 +315,8 @@ def build_metadata(
             "name": f"{train_rotation}/{train_config.get('test_rotation')}",
         },
         "train_config": train_config,
+        # How it was made (data, fine-tuning source, processes, device): for model cards.
+        "recipe": state.get("recipe"),
         "accuracy": read_accuracy(accuracy, state),
         "source_commit": commit,
         "source_dirty": dirty,
