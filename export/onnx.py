@@ -3,10 +3,10 @@
 The exported graph maps spherical maps ``maps`` (N, C, 2b, 2b) float32, N dynamic, to
 ``probabilities`` (N, K) (softmax of the logits over the fitted temperature), ``descriptor``
 (N, D) (the features centred/whitened on training statistics, then L2-normalized) and
-``novelty`` (N,) (higher = less like the training classes): the checkpoint's ``post_hoc`` fit of
-``model.trust``, baked in as constants; its summary and the novelty threshold are the ``trust``
-metadata. A checkpoint without a fit exports temperature 1, the plain descriptor and the energy
-score with no threshold.
+``novelty`` (N, 1) (higher = less like the training classes): the checkpoint's ``post_hoc`` fit
+of ``model.trust``, baked in as constants; the contract carries the novelty threshold and the
+``trust`` metadata a summary of the fit. A checkpoint without a fit exports temperature 1, the
+plain descriptor and the energy score with no threshold.
 
 * Exporter: ``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript). It writes reshapes
   with constant shapes and a symbolic batch axis; the TorchScript exporter (``dynamo=False``)
@@ -19,8 +19,9 @@ score with no threshold.
   subgraphs only up to 8192 input elements, which leaves the larger layers recomputing their
   filters on every call; :func:`fold_constants` folds them all, so every node depends on the
   input (checked by :func:`constant_nodes`).
-* ``metadata_props`` carry everything the service reads (``service.runtime`` refuses a model
-  that lacks a key); each value is JSON. See :func:`build_metadata`.
+* ``metadata_props`` carry the model's contract (:class:`raymap.contract.ModelContract`,
+  written by it; ``service.runtime`` reads it back and refuses a model that lacks a key) and
+  its provenance; each value is JSON. See :func:`build_metadata`.
 * The graph is traced at one batch size (``--batch-size``) and checked against PyTorch at
   others (``--check-batches``) on random maps; ``python -m export.parity`` checks real maps.
 """
@@ -46,11 +47,11 @@ import torch
 
 from model.checkpoint import load_model
 from model.net import SphericalCNN, multiply_adds, parameter_count
-from model.trust import TrustedModel, trust_metadata
+from model.trust import TrustedModel, trust_metadata, trust_threshold
+from raymap.contract import CORE_OUTPUTS, INPUT_NAME, NOVELTY, ModelContract
 
 OPSET = 20
-INPUT_NAME = "maps"
-OUTPUT_NAMES = ("probabilities", "descriptor", "novelty")
+OUTPUT_NAMES = (*CORE_OUTPUTS, NOVELTY)  # the graph's outputs, named by the contract
 EXPORT_BATCH = 2
 CHECK_BATCHES = (1, 7, 32)
 # Random-input agreement required right after export (real-data figures: export.parity).
@@ -106,7 +107,11 @@ DEFAULT_DOMAINS = frozenset({"", "ai.onnx"})
 
 class ProbabilityModel(TrustedModel):
     """What is exported: SphericalCNN and its post-hoc fit -> (probabilities (N, K), unit
-    descriptor (N, D), novelty (N,)); see ``model.trust.TrustedModel``."""
+    descriptor (N, D), novelty (N, 1)); see ``model.trust.TrustedModel``."""
+
+    def forward(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        probabilities, descriptor, novelty = super().forward(maps)
+        return probabilities, descriptor, novelty.unsqueeze(1)
 
 
 def input_shape(network: SphericalCNN) -> tuple[int, int, int]:
@@ -144,8 +149,7 @@ def to_onnx(
     batch_size: int = EXPORT_BATCH,
     post_hoc: dict[str, object] | None = None,
 ) -> onnx.ModelProto:
-    """Trace ``network`` (eval mode) and its post-hoc fit at ``batch_size`` into a plain graph
-    with a dynamic batch."""
+    """Trace ``network`` (eval mode) at ``batch_size`` into a plain graph with a dynamic batch."""
     if batch_size < 2:
         # torch.export specializes a size-1 dimension to the constant 1.
         raise ValueError(f"export batch size must be >= 2, got {batch_size}")
@@ -276,7 +280,8 @@ def build_metadata(
     name: str | None = None,
     version: str = "1",
 ) -> dict[str, str]:
-    """Every fact the service needs, each JSON-encoded, copied from the checkpoint."""
+    """The contract (what the service needs) and the provenance, each JSON-encoded, copied
+    from the checkpoint."""
     config = network.config
     train_config = state.get("train_config") or {}
     assert isinstance(train_config, dict)
@@ -289,26 +294,23 @@ def build_metadata(
     history = state.get("history") or []
     assert isinstance(history, list)
     commit, dirty = source_commit()
+    contract = ModelContract(
+        name=name or f"spherical-cnn-{dataset}-{train_rotation}",
+        version=version,
+        class_names=tuple(state["class_names"]),  # type: ignore[call-overload]
+        bandwidth=config.bandwidth,
+        feature_names=tuple(state["feature_names"]),  # type: ignore[call-overload]
+        features_version=str(state["features_version"]),
+        descriptor_size=config.descriptor_size,
+        grid=str(grid["name"]),
+        extra_outputs=((NOVELTY, 1),),
+        novelty_threshold=trust_threshold(state.get("post_hoc")),  # type: ignore[arg-type]
+    )
+    if contract.input_shape != input_shape(network):
+        raise ValueError(
+            f"the network takes {input_shape(network)}, the contract says {contract.input_shape}"
+        )
     values: dict[str, object] = {
-        "model_name": name or f"spherical-cnn-{dataset}-{train_rotation}",
-        "model_version": version,
-        "class_names": list(state["class_names"]),  # type: ignore[call-overload]
-        "bandwidth": config.bandwidth,
-        "grid": grid,
-        "feature_names": list(state["feature_names"]),  # type: ignore[call-overload]
-        "features_version": str(state["features_version"]),
-        "descriptor_size": config.descriptor_size,
-        "input": {
-            "name": INPUT_NAME,
-            "shape": ["N", *input_shape(network)],
-            "dtype": "float32",
-        },
-        "outputs": {
-            "probabilities": ["N", config.n_classes],
-            "descriptor": ["N", config.descriptor_size],
-            "novelty": ["N"],
-        },
-        "trust": trust_metadata(state.get("post_hoc")),  # type: ignore[arg-type]
         "model_config": config.to_dict(),
         "parameters": parameter_count(network),
         "multiply_adds": multiply_adds(network),
@@ -326,17 +328,20 @@ def build_metadata(
             "name": f"{train_rotation}/{train_config.get('test_rotation')}",
         },
         "train_config": train_config,
+        # How it was made (data, fine-tuning source, processes, device): for model cards.
+        "recipe": state.get("recipe"),
         "accuracy": read_accuracy(accuracy, state),
+        # The post-hoc fit (temperature, descriptor transform, novelty score); its threshold
+        # is the contract's novelty_threshold.
+        "trust": trust_metadata(state.get("post_hoc")),  # type: ignore[arg-type]
         "source_commit": commit,
         "source_dirty": dirty,
         "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "exporter": f"torch {torch.__version__} dynamo, onnx {onnx.__version__}, opset {OPSET}",
     }
-    if len(values["class_names"]) != config.n_classes:  # type: ignore[arg-type]
-        raise ValueError(
-            f"{len(values['class_names'])} class names for {config.n_classes} classes"  # type: ignore[arg-type]
-        )
-    return {key: json.dumps(value) for key, value in values.items()}
+    if len(contract.class_names) != config.n_classes:
+        raise ValueError(f"{len(contract.class_names)} class names for {config.n_classes} classes")
+    return {**contract.to_metadata(), **{key: json.dumps(v) for key, v in values.items()}}
 
 
 def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
@@ -446,7 +451,14 @@ def main(argv: list[str] | None = None) -> int:
     metadata = {p.key: p.value for p in model.metadata_props}
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
     print("ops:", ", ".join(f"{op} {n}" for op, n in op_counts(model).items()))
-    for key in ("model_name", "model_version", "bandwidth", "accuracy", "trust", "source_commit"):
+    for key in (
+        "model_name",
+        "model_version",
+        "bandwidth",
+        "accuracy",
+        "novelty_threshold",
+        "trust",
+    ):
         print(f"{key}: {metadata[key]}")
     return 0
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from model.checkpoint import load_model
-from model.data import MapSet, batches, load_maps
+from model.data import MapSet, batches, dataset_of, load_maps
 from model.metrics import accuracy, confusion_matrix, retrieval_metrics
 from model.plots import plot_confusion, plot_training_curves
 
@@ -45,7 +45,10 @@ def evaluate_protocol(
 ) -> tuple[dict[str, object], np.ndarray, list[str]]:
     model, state = load_model(checkpoint)
     config = state["train_config"]
-    data = load_maps(config["dataset"], "test", config["bandwidth"], test_rotation, 1, seed)
+    dataset, root = dataset_of(config)
+    data = load_maps(
+        dataset, "test", config["bandwidth"], test_rotation, 1, seed, progress=False, root=root
+    )
     began = time.perf_counter()
     probabilities, descriptors = predict(model, data)
     seconds = time.perf_counter() - began

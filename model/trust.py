@@ -141,15 +141,21 @@ def identity_post_hoc(descriptor_size: int) -> dict[str, Any]:
     }
 
 
+def trust_threshold(post_hoc: dict[str, Any] | None) -> float | None:
+    """The novelty threshold of a fit (the contract's ``novelty_threshold``), None without."""
+    if post_hoc is None or post_hoc["novelty"].get("threshold") is None:
+        return None
+    return float(post_hoc["novelty"]["threshold"])
+
+
 def trust_metadata(post_hoc: dict[str, Any] | None) -> dict[str, Any]:
-    """What the service and ``report`` read about the fit (the ONNX ``trust`` metadata)."""
+    """A summary of the fit for people and ``report`` (the ONNX ``trust`` metadata)."""
     if post_hoc is None:
         return {
             "fitted": False,
             "temperature": 1.0,
             "descriptor_transform": "none",
             "novelty_score": "energy",
-            "novelty_threshold": None,
         }
     novelty = post_hoc["novelty"]
     fitted_on = post_hoc.get("fitted_on", {})
@@ -159,7 +165,6 @@ def trust_metadata(post_hoc: dict[str, Any] | None) -> dict[str, Any]:
         "temperature": float(post_hoc["temperature"]),
         "descriptor_transform": post_hoc["descriptor"]["kind"],
         "novelty_score": "+".join(novelty["components"]),
-        "novelty_threshold": novelty.get("threshold"),
         "novelty_keep": novelty.get("keep"),
         "fitted_on": {k: v for k, v in fitted_on.items() if k != "ood_choosing_classes"},
         "ood_reporting_classes": fitted_on.get("ood_reporting_classes", []),
@@ -496,7 +501,7 @@ def report(model: Path, gallery: Path, out: Path | None, progress: bool) -> dict
     test = build_split("modelnet10", "test", bandwidth, "so3", seed=0, progress=progress)
     outputs = run_onnx(model, test.maps)
     probabilities, descriptors = outputs["probabilities"], outputs["descriptor"]
-    novelty = outputs["novelty"]
+    novelty = outputs["novelty"].reshape(-1)
     labels = np.asarray(test.labels)
     temperature = float(trust["temperature"])
     raw = np.exp(temperature * np.log(np.maximum(probabilities, 1e-30)))
@@ -513,7 +518,8 @@ def report(model: Path, gallery: Path, out: Path | None, progress: bool) -> dict
         ]
     )
     ood = run_onnx(model, ood_maps)
-    threshold = float(trust["novelty_threshold"])
+    ood_novelty = ood["novelty"].reshape(-1)
+    threshold = float(meta["novelty_threshold"])
     store = np.load(gallery)
     ids = [str(x) for x in store["ids"]]
     gallery_d = np.asarray(store["descriptors"], np.float64)
@@ -538,9 +544,9 @@ def report(model: Path, gallery: Path, out: Path | None, progress: bool) -> dict
         "mean_confidence_after": float(probabilities.max(1).mean()),
         "novelty_score": trust["novelty_score"],
         "novelty_threshold": threshold,
-        "novelty_auroc": auroc(novelty, ood["novelty"]),
+        "novelty_auroc": auroc(novelty, ood_novelty),
         "test_known": float(np.mean(novelty <= threshold)),
-        "ood_not_known": float(np.mean(ood["novelty"] > threshold)),
+        "ood_not_known": float(np.mean(ood_novelty > threshold)),
         "msp_auroc": auroc(-probabilities.max(1), -ood["probabilities"].max(1)),
         "best_match_test_p05": float(np.quantile(inside, 0.05)),
         "best_match_test_median": float(np.median(inside)),

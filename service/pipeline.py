@@ -32,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from raymap.contract import ModelContract
 from raymap.mesh import load_mesh
 from raymap.project import spherical_map
 from raymap.render import render_map
@@ -39,7 +40,7 @@ from service.batching import MicroBatcher, Overloaded
 from service.errors import MeshTimeout
 from service.gallery import Gallery, Hit, Item
 from service.metrics import Metrics
-from service.runtime import ModelInfo, Outputs
+from service.runtime import Outputs
 from service.settings import Settings
 
 log = logging.getLogger("service.pipeline")
@@ -56,8 +57,9 @@ PANEL_PIXELS = 128  # each channel's panel of a drawn map is about this wide
 class RuntimeLike(Protocol):
     """What the pipeline uses of :class:`service.runtime.Runtime` (tests wrap the real one)."""
 
-    info: ModelInfo
+    info: ModelContract
     provider: str
+    metadata: dict[str, str]  # all of the model's metadata (the contract and provenance)
 
     def run(self, maps: np.ndarray) -> Outputs: ...
 
@@ -106,7 +108,7 @@ class Inference:
     descriptor: np.ndarray  # (D,) float32, unit length
     label: str  # the most probable class
     batch_size: int  # how many maps shared the model call
-    novelty: float  # higher = less like the model's classes
+    novelty: float | None  # higher = less like the model's classes; None: the model has none
     known: bool  # novelty at most the threshold: the shape looks like one of the classes
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -202,7 +204,7 @@ class Pipeline:
         )
 
     @property
-    def info(self) -> ModelInfo:
+    def info(self) -> ModelContract:
         return self.runtime.info
 
     @property
@@ -311,9 +313,10 @@ class Pipeline:
         timings.stages["queue"] = batch.queue_ms
         timings.stages["inference"] = batch.inference_ms
         label = self.info.class_names[int(np.argmax(batch.probabilities))]
-        known = self.threshold is None or batch.novelty <= self.threshold
+        threshold, novelty = self.threshold, batch.novelty
+        known = threshold is None or novelty is None or novelty <= threshold
         return Inference(
-            batch.probabilities, batch.descriptor, label, batch.batch_size, batch.novelty, known
+            batch.probabilities, batch.descriptor, label, batch.batch_size, novelty, known
         )
 
     def _finish(self, operation: str, result: Inference, timings: Timings) -> Inference:

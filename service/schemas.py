@@ -24,7 +24,10 @@ KNOWN = (
     "whether the shape looks like one of the model's classes (novelty at most the threshold); "
     "when false, the label is only the closest class"
 )
-NOVELTY = "how unlike the model's classes the shape is (higher = less like them)"
+NOVELTY = (
+    "how unlike the model's classes the shape is (higher = less like them); "
+    "null for a model without a novelty output"
+)
 
 
 class ClassProbability(BaseModel):
@@ -40,7 +43,7 @@ class ClassifyResponse(BaseModel):
     )
     descriptor: list[float] = Field(description="L2-normalized rotation-invariant descriptor")
     known: bool = Field(description=KNOWN)
-    novelty: float = Field(description=NOVELTY)
+    novelty: float | None = Field(description=NOVELTY)
     timings_ms: dict[str, float] = Field(description="per-stage wall times in milliseconds")
     batch_size: int = Field(description="how many maps shared this request's model call")
     model: ModelRef
@@ -56,7 +59,7 @@ class Neighbor(BaseModel):
 class RetrieveResponse(BaseModel):
     label: str = Field(description="the query's own predicted class")
     known: bool = Field(description=KNOWN)
-    novelty: float = Field(description=NOVELTY)
+    novelty: float | None = Field(description=NOVELTY)
     neighbors: list[Neighbor]
     timings_ms: dict[str, float]
     batch_size: int = Field(description="how many maps shared this request's model call")

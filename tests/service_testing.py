@@ -223,6 +223,7 @@ class InstrumentedRuntime:
     ) -> None:
         self.runtime = runtime
         self.info = runtime.info
+        self.metadata = runtime.metadata
         self.provider = runtime.provider
         self.delay_s = delay_s
         self.cast_delay_s = cast_delay_s

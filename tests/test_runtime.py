@@ -20,6 +20,7 @@ import torch
 
 import raymap
 from export.onnx import ProbabilityModel
+from raymap.contract import REQUIRED_KEYS
 from service import runtime
 from service.runtime import ModelError, Runtime
 from tests.test_export import BANDWIDTH, Exported, export_once, one_torch_thread
@@ -61,7 +62,7 @@ def test_info_comes_from_the_metadata(loaded: Runtime, exported: Exported) -> No
     assert info.descriptor_size == exported.network.config.descriptor_size
     assert info.input_name == "maps"
     assert info.input_shape == (6, 2 * BANDWIDTH, 2 * BANDWIDTH)
-    assert json.loads(info.metadata["bandwidth"]) == BANDWIDTH
+    assert json.loads(loaded.metadata["bandwidth"]) == BANDWIDTH
 
 
 def test_run_matches_pytorch(loaded: Runtime, exported: Exported) -> None:
@@ -102,7 +103,7 @@ def _rewrite_metadata(source: Path, target: Path, **changes: str | None) -> Path
     return target
 
 
-@pytest.mark.parametrize("key", runtime.REQUIRED_METADATA)
+@pytest.mark.parametrize("key", REQUIRED_KEYS)
 def test_refuses_a_model_without_a_metadata_key(
     exported: Exported,
     tmp_path: Path,

@@ -1,5 +1,5 @@
 """``known`` and ``novelty`` in /classify and /retrieve: the model's novelty output against the
-threshold from its ``trust`` metadata, or the ``novelty_threshold`` setting."""
+threshold of its contract, or the ``novelty_threshold`` setting."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service.runtime import ModelInfo, Runtime
+from raymap.contract import ModelContract
+from service.runtime import Runtime
 from service.settings import Settings
 from tests.service_testing import expected_prediction, mesh_bytes, upload
 from tests.test_service_app import make_client, wait_ready
@@ -19,13 +20,14 @@ def _novelty(runtime: Runtime, data: bytes) -> float:
     return float(runtime.run(spherical_map[None]).novelty[0])
 
 
-def test_threshold_comes_from_the_trust_metadata(small_runtime: Runtime) -> None:
-    metadata = dict(small_runtime.info.metadata)
-    assert json.loads(metadata["trust"])["novelty_threshold"] is None  # an unfitted export
+def test_threshold_comes_from_the_contract(small_runtime: Runtime) -> None:
+    metadata = dict(small_runtime.metadata)
+    assert "novelty_threshold" not in metadata  # an unfitted export has none
+    assert json.loads(metadata["trust"])["fitted"] is False
     assert small_runtime.info.novelty_threshold is None
-    metadata["trust"] = json.dumps({"novelty_threshold": 1.5, "temperature": 2.0})
-    info = ModelInfo.from_metadata(metadata, small_runtime.info.input_name)
-    assert info.novelty_threshold == 1.5
+    assert small_runtime.info.outputs["novelty"] == 1
+    metadata["novelty_threshold"] = json.dumps(1.5)
+    assert ModelContract.from_metadata(metadata).novelty_threshold == 1.5
 
 
 def test_responses_say_known_and_novelty(tmp_path: Path, small_runtime: Runtime) -> None:

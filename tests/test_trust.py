@@ -130,9 +130,9 @@ def test_export_bakes_the_fit_into_the_graph(
     out = tmp_path / "model.onnx"
     assert export_onnx.main([str(checkpoint), "--out", str(out), "--check-batches", "1,5"]) == 0
     model = onnx.load(str(out))
-    trust = json.loads({p.key: p.value for p in model.metadata_props}["trust"])
-    assert trust["temperature"] == 2.5
-    assert trust["novelty_threshold"] == post_hoc["novelty"]["threshold"]  # type: ignore[index]
+    metadata = {p.key: json.loads(p.value) for p in model.metadata_props}
+    assert metadata["trust"]["temperature"] == 2.5
+    assert metadata["novelty_threshold"] == post_hoc["novelty"]["threshold"]  # type: ignore[index]
     maps = rng.standard_normal((4, 6, 32, 32)).astype(np.float32)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     probabilities, descriptor, novelty = session.run(list(export_onnx.OUTPUT_NAMES), {"maps": maps})
@@ -140,7 +140,8 @@ def test_export_bakes_the_fit_into_the_graph(
         expected = TrustedModel(network, every)(torch.from_numpy(maps))
     np.testing.assert_allclose(probabilities, expected[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(descriptor, expected[1].numpy(), atol=1e-5)
-    np.testing.assert_allclose(novelty, expected[2].numpy(), rtol=1e-4)
+    assert novelty.shape == (4, 1)
+    np.testing.assert_allclose(novelty[:, 0], expected[2].numpy(), rtol=1e-4)
     # The temperature is in the graph: not the plain softmax of the network.
     with torch.no_grad():
         plain = torch.softmax(network(torch.from_numpy(maps))[0], 1).numpy()
