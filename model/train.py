@@ -101,8 +101,11 @@ RESUMABLE_CHANGES = frozenset({"epochs", "progress", "threads", "device"})
 
 
 def same_run(saved: dict[str, object], now: dict[str, object]) -> bool:
+    """Whether ``now`` continues the run ``saved``. A setting the saved run did not have (added
+    to TrainConfig since) counts as its default, which keeps the earlier behaviour."""
+    defaults = dataclasses.asdict(TrainConfig())
     keys = (set(saved) | set(now)) - RESUMABLE_CHANGES
-    return all(saved.get(k) == now.get(k) for k in keys)
+    return all(saved.get(k, defaults.get(k)) == now.get(k) for k in keys)
 
 
 def pick_device(name: str) -> torch.device:
