@@ -15,6 +15,7 @@ is open.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import contextvars
 import json
@@ -26,6 +27,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, TypeVar
 
 import numpy as np
@@ -38,6 +40,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from raymap.errors import MeshError
 from raymap.mesh import SUPPORTED_FORMATS, file_type_of
+from raymap.preview import DEFAULT_PREVIEW_FACES, MAX_PREVIEW_FACES, MeshPreview
+from raymap.preview import MEDIA_TYPE as PREVIEW_MEDIA_TYPE
+from raymap.thumbnail import MEDIA_TYPE as THUMBNAIL_MEDIA_TYPE
+from raymap.thumbnail import encode_thumbnail, render_thumbnail
 from service import page
 from service.batching import MicroBatcher, Overloaded, ShuttingDown
 from service.gallery import DuplicateId, Gallery, GalleryError, Item, open_gallery
@@ -55,6 +61,7 @@ from service.schemas import (
     Health,
     ItemId,
     Label,
+    MeshPreviewBody,
     ModelRef,
     ModelResponse,
     Neighbor,
@@ -86,6 +93,10 @@ class RuntimeLike(Protocol):
     def mesh_to_map(
         self, data: bytes, file_type: str, max_faces: int
     ) -> tuple[np.ndarray, dict[str, float]]: ...
+
+    def mesh_to_map_with_preview(
+        self, data: bytes, file_type: str, max_faces: int, preview_faces: int
+    ) -> tuple[np.ndarray, dict[str, float], MeshPreview]: ...
 
 
 RuntimeFactory = Callable[[Settings], RuntimeLike]
@@ -251,7 +262,7 @@ class Services:
                 upstream=lambda: self.casting,
             )
             self.batcher.start()
-            map_, _ = await self.mesh_to_map(_WARMUP_OFF, "off")
+            map_, _, _ = await self.mesh_to_map(_WARMUP_OFF, "off", preview_faces=100)
             await self.batcher.submit(map_)
             count = await asyncio.to_thread(self.gallery.count)
             self.metrics.gallery_items.set(count)
@@ -302,8 +313,11 @@ class Services:
         context = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(None, context.run, fn, *args)
 
-    async def mesh_to_map(self, data: bytes, file_type: str) -> tuple[np.ndarray, dict[str, float]]:
-        """Parse and ray cast in the cast pool under ``mesh_timeout_s``.
+    async def mesh_to_map(
+        self, data: bytes, file_type: str, preview_faces: int | None = None
+    ) -> tuple[np.ndarray, dict[str, float], UploadPreview | None]:
+        """Parse and ray cast in the cast pool under ``mesh_timeout_s``; with ``preview_faces``
+        also a preview of the parsed mesh (see :mod:`raymap.preview`) and its thumbnail.
 
         A thread cannot be stopped: on a timeout the request fails at once, and the admission
         slot stays taken until the thread really finishes, so slow meshes cannot pile up.
@@ -311,12 +325,23 @@ class Services:
         assert self.runtime is not None and self.cast_pool is not None
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        future: Future[tuple[np.ndarray, dict[str, float]]] = self.cast_pool.submit(
-            context.run,
-            self.runtime.mesh_to_map,
-            data,
-            file_type,
-            self.settings.max_faces,
+        max_faces = self.settings.max_faces
+        runtime = self.runtime
+
+        def work() -> tuple[np.ndarray, dict[str, float], UploadPreview | None]:
+            if preview_faces is None:
+                spherical, timings = runtime.mesh_to_map(data, file_type, max_faces)
+                return spherical, timings, None
+            spherical, timings, mesh = runtime.mesh_to_map_with_preview(
+                data, file_type, max_faces, preview_faces
+            )
+            start = time.perf_counter()
+            thumbnail = encode_thumbnail(render_thumbnail(mesh.vertices, mesh.faces))
+            timings["thumbnail"] = 1e3 * (time.perf_counter() - start)
+            return spherical, timings, UploadPreview(mesh, thumbnail)
+
+        future: Future[tuple[np.ndarray, dict[str, float], UploadPreview | None]] = (
+            self.cast_pool.submit(context.run, work)
         )
         self.casting += 1
         state = {"done": False, "timed_out": False}  # read and written on the loop only
@@ -394,6 +419,14 @@ async def read_upload(file: UploadFile, settings: Settings) -> tuple[bytes, str]
     return data, fmt
 
 
+@dataclass(frozen=True)
+class UploadPreview:
+    """What the page draws of an upload: the decimated normalized mesh and its thumbnail."""
+
+    mesh: MeshPreview
+    thumbnail: bytes  # WebP, raymap.thumbnail's camera
+
+
 class Inference:
     """One upload through the pipeline: its probabilities, descriptor and stage times."""
 
@@ -404,7 +437,9 @@ class Inference:
         label: str,
         timings_ms: dict[str, float],
         batch_size: int,
+        preview: UploadPreview | None = None,
     ) -> None:
+        self.preview = preview  # when asked for
         self.probabilities = probabilities
         self.descriptor = descriptor
         self.label = label
@@ -412,12 +447,14 @@ class Inference:
         self.batch_size = batch_size
 
 
-async def infer(services: Services, file: UploadFile) -> Inference:
+async def infer(
+    services: Services, file: UploadFile, preview_faces: int | None = None
+) -> Inference:
     start = time.perf_counter()
     async with services.admitted():
         data, fmt = await read_upload(file, services.settings)
         timings = {"read": 1e3 * (time.perf_counter() - start)}
-        map_, cast_timings = await services.mesh_to_map(data, fmt)
+        map_, cast_timings, preview = await services.mesh_to_map(data, fmt, preview_faces)
         timings.update({k: v for k, v in cast_timings.items() if k != "total"})
         assert services.batcher is not None and services.runtime is not None
         result = await services.batcher.submit(map_)
@@ -425,7 +462,22 @@ async def infer(services: Services, file: UploadFile) -> Inference:
     timings["inference"] = result.inference_ms
     class_names = services.runtime.info.class_names
     label = class_names[int(np.argmax(result.probabilities))]
-    return Inference(result.probabilities, result.descriptor, label, timings, result.batch_size)
+    return Inference(
+        result.probabilities, result.descriptor, label, timings, result.batch_size, preview
+    )
+
+
+def _preview_body(preview: UploadPreview) -> MeshPreviewBody:
+    mesh = preview.mesh
+    return MeshPreviewBody(
+        media_type=PREVIEW_MEDIA_TYPE,
+        mesh=base64.b64encode(mesh.encode()).decode("ascii"),
+        vertices=len(mesh.vertices),
+        faces=len(mesh.faces),
+        source_faces=mesh.source_faces,
+        thumbnail_media_type=THUMBNAIL_MEDIA_TYPE,
+        thumbnail=base64.b64encode(preview.thumbnail).decode("ascii"),
+    )
 
 
 def _finish(timings: dict[str, float], start: float) -> dict[str, float]:
@@ -626,10 +678,16 @@ def _add_inference_routes(app: FastAPI) -> None:
         services: ReadyServices,
         file: UploadField,
         top_k: Annotated[int | None, Form(ge=1, description="also list the top k classes")] = None,
+        preview: Annotated[
+            bool, Form(description="also return the mesh as classified, decimated, and a picture")
+        ] = False,
+        preview_faces: Annotated[
+            int, Form(ge=1, le=MAX_PREVIEW_FACES, description="the preview's triangle budget")
+        ] = DEFAULT_PREVIEW_FACES,
     ) -> ClassifyResponse:
         """Classify a mesh in any orientation."""
         start = time.perf_counter()
-        result = await infer(services, file)
+        result = await infer(services, file, preview_faces if preview else None)
         services.metrics.observe_stages("/classify", result.timings_ms)
         class_names = services.runtime.info.class_names if services.runtime else ()
         probabilities = {
@@ -650,6 +708,7 @@ def _add_inference_routes(app: FastAPI) -> None:
             timings_ms=_finish(result.timings_ms, start),
             batch_size=result.batch_size,
             model=_model_ref(services),
+            preview=_preview_body(result.preview) if result.preview else None,
         )
 
     @app.post("/retrieve", tags=["inference"], responses={415: {"model": ErrorResponse}})

@@ -30,6 +30,8 @@ import onnxruntime as ort
 
 import raymap
 from raymap.grid import GRID_NAME
+from raymap.normalize import normalize
+from raymap.preview import MeshPreview, mesh_preview
 
 log = logging.getLogger(__name__)
 
@@ -264,13 +266,33 @@ class Runtime:
         Keys: ``parse`` and raymap's ``normalize``, ``hull``, ``cast`` (``cast_build`` +
         ``cast_rays``), ``features``. Raises :class:`raymap.MeshError` for a bad mesh.
         """
+        spherical_map, timings, _ = self._cast(data, file_type, max_faces, None)
+        return spherical_map, timings
+
+    def mesh_to_map_with_preview(
+        self, data: bytes, file_type: str, max_faces: int, preview_faces: int
+    ) -> tuple[np.ndarray, dict[str, float], MeshPreview]:
+        """:meth:`mesh_to_map` and a preview of the same parsed mesh, normalized as the
+        network sees it and decimated to ``preview_faces`` triangles (stage ``preview``)."""
+        spherical_map, timings, preview = self._cast(data, file_type, max_faces, preview_faces)
+        assert preview is not None
+        return spherical_map, timings, preview
+
+    def _cast(
+        self, data: bytes, file_type: str, max_faces: int, preview_faces: int | None
+    ) -> tuple[np.ndarray, dict[str, float], MeshPreview | None]:
         start = time.perf_counter()
         mesh = raymap.load_mesh(data, file_type, max_faces=max_faces)
         parse_ms = 1e3 * (time.perf_counter() - start)
         spherical_map, stages = raymap.spherical_map_timed(mesh, self.info.bandwidth)
         timings = {"parse": parse_ms}
         timings.update({key: value for key, value in stages.items() if key != "total"})
-        return spherical_map, timings
+        preview = None
+        if preview_faces is not None:
+            start = time.perf_counter()
+            preview = mesh_preview(normalize(mesh.vertices, mesh.faces), preview_faces)
+            timings["preview"] = 1e3 * (time.perf_counter() - start)
+        return spherical_map, timings, preview
 
     def predict_mesh(self, data: bytes, file_type: str, max_faces: int) -> Prediction:
         """Mesh bytes -> probabilities, descriptor, top-1 label and every stage's time."""
