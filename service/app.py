@@ -18,7 +18,6 @@ import asyncio
 import base64
 import contextlib
 import contextvars
-import json
 import logging
 import re
 import secrets
@@ -46,7 +45,7 @@ from raymap.thumbnail import MEDIA_TYPE as THUMBNAIL_MEDIA_TYPE
 from raymap.thumbnail import encode_thumbnail, render_thumbnail
 from service import page
 from service.batching import MicroBatcher, Overloaded, ShuttingDown
-from service.gallery import DuplicateId, Gallery, GalleryError, Item, open_gallery
+from service.gallery import DuplicateId, Gallery, GalleryError, Item, open_gallery, parse_metadata
 from service.logs import request_id
 from service.metrics import Metrics
 from service.schemas import (
@@ -243,14 +242,8 @@ class Services:
             self.runtime = runtime
             self.gallery = await asyncio.to_thread(
                 open_gallery,
-                settings.gallery_backend,
-                settings.gallery_path,
+                settings,
                 int(runtime.info.descriptor_size),
-                settings.gallery_dir,
-                settings.qdrant_collection,
-                settings.qdrant_url,
-                settings.qdrant_path,
-                settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
                 (str(runtime.info.name), str(runtime.info.version)),
             )
             self.batcher = MicroBatcher(
@@ -488,20 +481,6 @@ def _finish(timings: dict[str, float], start: float) -> dict[str, float]:
 def _model_ref(services: Services) -> ModelRef:
     assert services.runtime is not None
     return ModelRef(name=services.runtime.info.name, version=services.runtime.info.version)
-
-
-def _parse_metadata(text: str | None) -> dict[str, Any] | None:
-    if text is None or text == "":
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise GalleryError(f"metadata is not valid JSON: {exc}") from None
-    if not isinstance(value, dict) or not all(
-        isinstance(v, str | int | float | bool) or v is None for v in value.values()
-    ):
-        raise GalleryError("metadata must be a JSON object of strings, numbers, booleans or null")
-    return value
 
 
 # ----------------------------------------------------------------------------- middleware
@@ -766,7 +745,7 @@ def _add_gallery_routes(app: FastAPI) -> None:
         metadata: Annotated[str | None, Form(description="a JSON object of scalars")] = None,
     ) -> GalleryItem:
         """Add a mesh to the gallery under ``id`` (its descriptor from the model)."""
-        meta = _parse_metadata(metadata)
+        meta = parse_metadata(metadata)
         result = await infer(services, file)
         item = Item(id, label or result.label, result.descriptor, meta)
         assert services.gallery is not None

@@ -14,12 +14,12 @@ import pytest
 from service.gallery import (
     BaseGallery,
     DuplicateId,
-    EmbeddedGallery,
     Gallery,
     GalleryError,
     Item,
-    QdrantGallery,
+    write_base_gallery,
 )
+from service.gallery.embedded import EmbeddedGallery
 
 D = 16
 LABELS = ("chair", "desk", "sofa")
@@ -28,11 +28,11 @@ LABELS = ("chair", "desk", "sofa")
 def make_base(tmp_path: Path, n: int = 50, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     path = tmp_path / "base.npz"
-    np.savez(
+    write_base_gallery(
         path,
-        ids=np.asarray([f"{LABELS[i % 3]}_{i:04d}" for i in range(n)]),
-        labels=np.asarray([LABELS[i % 3] for i in range(n)]),
-        descriptors=rng.standard_normal((n, D)).astype(np.float32),
+        [f"{LABELS[i % 3]}_{i:04d}" for i in range(n)],
+        [LABELS[i % 3] for i in range(n)],
+        rng.standard_normal((n, D)).astype(np.float32),
     )
     return path
 
@@ -54,6 +54,8 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
             gallery: Gallery = EmbeddedGallery(loaded, tmp_path / "store")
         else:
             pytest.importorskip("qdrant_client")
+            from service.gallery.qdrant import QdrantGallery
+
             gallery = QdrantGallery(loaded, "test", path=tmp_path / "qdrant")
         opened.append(gallery)
         return gallery

@@ -1,0 +1,242 @@
+"""The embedded gallery (the default; no server).
+
+The shipped ``gallery.npz`` is a read-only base; user additions and deletions go to SQLite in
+WAL mode with ``synchronous=FULL`` in ``store_dir``, committed (fsynced) before the call
+returns, so an item acknowledged with a 2xx survives ``kill -9`` and power loss. Search is
+exact cosine over an in-memory float32 matrix of unit rows with numpy (one matrix-vector
+product). One process owns a store: a lock file stops a second server from opening the same
+folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.gallery.interface import (
+    DuplicateId,
+    Hit,
+    Item,
+    check_metadata,
+    hit,
+    normalize_descriptor,
+)
+from service.gallery.shipped import BaseGallery
+
+log = logging.getLogger("service.gallery")
+
+
+class EmbeddedGallery:
+    """The base gallery plus a durable SQLite overlay; exact search in memory."""
+
+    def __init__(self, base: BaseGallery, store_dir: Path, capacity: int = 1024) -> None:
+        self.descriptor_size = int(base.descriptors.shape[1])
+        self._lock = threading.RLock()
+        store_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(store_dir / "gallery.lock", "w")  # noqa: SIM115 (held open)
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._lock_file.close()
+            raise RuntimeError(
+                f"another process holds the gallery store {store_dir}; the embedded gallery is "
+                "for one process (several replicas: SHAPES_GALLERY_BACKEND=qdrant)"
+            ) from exc
+        self._db = sqlite3.connect(
+            store_dir / "gallery.sqlite3", check_same_thread=False, isolation_level=None
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS changes (id TEXT PRIMARY KEY, label TEXT, "
+            "descriptor BLOB, metadata TEXT)"  # descriptor NULL: a deleted base item
+        )
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        self._check_descriptor_size()
+        self._base_ids = {str(i) for i in base.ids}
+        n = len(base.ids)
+        self._matrix = np.empty((max(capacity, 2 * n, 1), self.descriptor_size), np.float32)
+        self._matrix[:n] = base.descriptors
+        self._ids: list[str] = [str(i) for i in base.ids]
+        self._labels: list[str] = [str(x) for x in base.labels]
+        self._codes = np.empty(len(self._matrix), np.int32)  # label code per row
+        self._label_code: dict[str, int] = {}
+        for row, label in enumerate(self._labels):
+            self._codes[row] = self._code(label)
+        self._row = {item_id: row for row, item_id in enumerate(self._ids)}
+        self._metadata: dict[str, dict[str, Any]] = {}
+        self._sorted: list[str] | None = None
+        self._replay()
+
+    # -- loading
+
+    def _check_descriptor_size(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key='descriptor_size'").fetchone()
+        if row is None:
+            self._db.execute(
+                "INSERT INTO meta VALUES ('descriptor_size', ?)", (str(self.descriptor_size),)
+            )
+        elif int(row[0]) != self.descriptor_size:
+            raise RuntimeError(
+                f"the gallery store holds descriptors of size {row[0]}, the model's are "
+                f"{self.descriptor_size}: point SHAPES_GALLERY_DIR at a new folder"
+            )
+
+    def _replay(self) -> None:
+        n_added = n_deleted = 0
+        for item_id, label, blob, metadata in self._db.execute(
+            "SELECT id, label, descriptor, metadata FROM changes ORDER BY rowid"
+        ):
+            if item_id in self._row:
+                self._remove_row(item_id)
+            if blob is None:
+                n_deleted += 1
+                continue
+            descriptor = np.frombuffer(blob, dtype=np.float32)
+            self._append(item_id, label, descriptor, json.loads(metadata) if metadata else None)
+            n_added += 1
+        log.info(
+            "gallery open: %d items (%d base, %d added, %d base deleted)",
+            len(self._ids),
+            len(self._base_ids),
+            n_added,
+            n_deleted,
+        )
+
+    def _code(self, label: str) -> int:
+        return self._label_code.setdefault(label, len(self._label_code))
+
+    # -- in-memory rows
+
+    def _append(
+        self, item_id: str, label: str, descriptor: np.ndarray, metadata: dict[str, Any] | None
+    ) -> None:
+        n = len(self._ids)
+        if n == len(self._matrix):
+            grown = np.empty((2 * n, self.descriptor_size), np.float32)
+            grown[:n] = self._matrix
+            codes = np.empty(2 * n, np.int32)
+            codes[:n] = self._codes
+            self._matrix, self._codes = grown, codes
+        self._matrix[n] = descriptor
+        self._codes[n] = self._code(label)
+        self._ids.append(item_id)
+        self._labels.append(label)
+        self._row[item_id] = n
+        if metadata is not None:
+            self._metadata[item_id] = metadata
+        self._sorted = None
+
+    def _remove_row(self, item_id: str) -> None:
+        """Swap-remove: the last row moves into the hole."""
+        row = self._row.pop(item_id)
+        last = len(self._ids) - 1
+        if row != last:
+            moved = self._ids[last]
+            self._matrix[row] = self._matrix[last]
+            self._codes[row] = self._codes[last]
+            self._ids[row] = moved
+            self._labels[row] = self._labels[last]
+            self._row[moved] = row
+        self._ids.pop()
+        self._labels.pop()
+        self._metadata.pop(item_id, None)
+        self._sorted = None
+
+    # -- the Gallery interface
+
+    def count(self, label: str | None = None) -> int:
+        with self._lock:
+            if label is None:
+                return len(self._ids)
+            code = self._label_code.get(label)
+            if code is None:
+                return 0
+            return int((self._codes[: len(self._ids)] == code).sum())
+
+    def add(self, item: Item) -> None:
+        descriptor = normalize_descriptor(item.descriptor, self.descriptor_size)
+        metadata = check_metadata(item.metadata)
+        with self._lock:
+            if item.id in self._row:
+                raise DuplicateId(f"id {item.id!r} is already in the gallery")
+            self._db.execute(
+                "INSERT OR REPLACE INTO changes VALUES (?, ?, ?, ?)",
+                (item.id, item.label, descriptor.tobytes(), metadata),
+            )  # autocommit: durable (WAL fsynced) when this returns
+            self._append(item.id, item.label, descriptor, item.metadata)
+
+    def delete(self, item_id: str) -> bool:
+        with self._lock:
+            if item_id not in self._row:
+                return False
+            if item_id in self._base_ids:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO changes VALUES (?, NULL, NULL, NULL)", (item_id,)
+                )
+            else:
+                self._db.execute("DELETE FROM changes WHERE id = ?", (item_id,))
+            self._remove_row(item_id)
+            return True
+
+    def get(self, item_id: str) -> Item | None:
+        with self._lock:
+            row = self._row.get(item_id)
+            if row is None:
+                return None
+            return Item(
+                item_id,
+                self._labels[row],
+                self._matrix[row].copy(),
+                self._metadata.get(item_id),
+            )
+
+    def list_items(
+        self, offset: int, limit: int, label: str | None = None
+    ) -> tuple[list[Item], int]:
+        with self._lock:
+            if self._sorted is None:
+                self._sorted = sorted(self._ids)
+            ids = self._sorted
+            if label is not None:
+                ids = [i for i in ids if self._labels[self._row[i]] == label]
+            page = [self.get(i) for i in ids[offset : offset + limit]]
+            return [item for item in page if item is not None], len(ids)
+
+    def search(self, descriptor: np.ndarray, k: int, label: str | None = None) -> list[Hit]:
+        query = normalize_descriptor(descriptor, self.descriptor_size)
+        with self._lock:
+            n = len(self._ids)
+            scores = self._matrix[:n] @ query  # (n,) cosine similarities
+            rows = np.arange(n)
+            if label is not None:
+                code = self._label_code.get(label)
+                rows = np.flatnonzero(self._codes[:n] == code) if code is not None else rows[:0]
+                scores = scores[rows]
+            k = min(k, len(rows))
+            if k == 0:
+                return []
+            best = np.argpartition(-scores, k - 1)[:k]
+            best = best[np.argsort(-scores[best], kind="stable")]
+            return [
+                hit(
+                    self._ids[rows[i]],
+                    self._labels[rows[i]],
+                    float(scores[i]),
+                    self._metadata.get(self._ids[rows[i]]),
+                )
+                for i in best
+            ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
