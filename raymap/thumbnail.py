@@ -78,6 +78,46 @@ def thumbnail_of(vertices: np.ndarray, faces: np.ndarray, size: int = THUMBNAIL_
     return encode_thumbnail(render_thumbnail(normalized.vertices, normalized.faces, size))
 
 
+def thumbnail_of_file(
+    path: Path, size: int = THUMBNAIL_SIZE, max_faces: int | None = None
+) -> bytes:
+    """:func:`thumbnail_of` the mesh in ``path``; :class:`MeshError` if it cannot be read."""
+    mesh = load_mesh_file(path, DEFAULT_MAX_FACES if max_faces is None else max_faces)
+    return thumbnail_of(mesh.vertices, mesh.faces, size)
+
+
+def _thumbnail_or_none(job: tuple[Path, int]) -> bytes | None:
+    try:
+        return thumbnail_of_file(*job)
+    except MeshError:
+        return None
+
+
+def thumbnails_of_files(
+    paths: Sequence[Path], size: int = THUMBNAIL_SIZE, workers: int = 1, progress: bool = False
+) -> list[bytes | None]:
+    """Each file's thumbnail, in order (None for a mesh that cannot be read), in ``workers``
+    processes: the build step of the shipped gallery renders thousands."""
+    from tqdm import tqdm
+
+    jobs = [(Path(p), size) for p in paths]
+    bar = tqdm(total=len(jobs), desc="thumbnails", disable=not progress)
+    out: list[bytes | None] = []
+    if workers <= 1:
+        for job in jobs:
+            out.append(_thumbnail_or_none(job))
+            bar.update()
+    else:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for result in pool.imap(_thumbnail_or_none, jobs, chunksize=8):
+                out.append(result)
+                bar.update()
+    bar.close()
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m raymap.thumbnail", description="Render a mesh's thumbnail (WebP)."
@@ -88,8 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-faces", type=int, default=DEFAULT_MAX_FACES)
     args = parser.parse_args(argv)
     try:
-        mesh = load_mesh_file(args.mesh, args.max_faces)
-        data = thumbnail_of(mesh.vertices, mesh.faces, args.size)
+        data = thumbnail_of_file(args.mesh, args.size, args.max_faces)
     except MeshError as exc:
         parser.exit(2, f"error: {args.mesh}: {exc.reason}\n")
     args.out.write_bytes(data)

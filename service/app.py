@@ -18,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import contextvars
+import hashlib
 import logging
 import re
 import secrets
@@ -746,8 +747,9 @@ def _add_gallery_routes(app: FastAPI) -> None:
     ) -> GalleryItem:
         """Add a mesh to the gallery under ``id`` (its descriptor from the model)."""
         meta = parse_metadata(metadata)
-        result = await infer(services, file)
-        item = Item(id, label or result.label, result.descriptor, meta)
+        result = await infer(services, file, DEFAULT_PREVIEW_FACES)  # its picture from the preview
+        thumbnail = result.preview.thumbnail if result.preview else None
+        item = Item(id, label or result.label, result.descriptor, meta, thumbnail)
         assert services.gallery is not None
         await write(services, lambda: services.gallery.add(item))  # type: ignore[union-attr]
         await refresh_count(services)
@@ -810,6 +812,29 @@ def _add_gallery_routes(app: FastAPI) -> None:
             metadata=item.metadata,
             descriptor=item.descriptor.astype(float).tolist(),
         )
+
+    @app.get(
+        "/gallery/items/{item_id}/thumbnail",
+        tags=["gallery"],
+        response_class=Response,
+        responses={
+            200: {"content": {THUMBNAIL_MEDIA_TYPE: {}}, "description": "a small picture"},
+            304: {"description": "the picture the client holds (If-None-Match) is current"},
+            404: {"model": ErrorResponse, "description": "no such item, or it has no picture"},
+        },
+    )
+    async def get_thumbnail(services: ReadyServices, request: Request, item_id: str) -> Response:
+        """The item's picture: its normalized shape ray cast and shaded (``raymap.thumbnail``),
+        rendered when the item was added (or the shipped gallery built)."""
+        assert services.gallery is not None
+        picture = await services.in_thread(services.gallery.thumbnail, item_id)
+        if picture is None:
+            raise NotFound(f"no gallery item with id {item_id!r} has a thumbnail")
+        etag = '"' + hashlib.sha1(picture).hexdigest()[:20] + '"'
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}  # an id can be deleted and reused
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        return Response(picture, media_type=THUMBNAIL_MEDIA_TYPE, headers=headers)
 
     @app.delete(
         "/gallery/items/{item_id}",
