@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from raymap.datasets import DATASETS, SPLITS, build_split, dataset_root, list_meshes
+from raymap.datasets import DATASETS, FOLDER, FOLDER_SPLITS, SPLITS, build_split
 from raymap.features import FEATURE_NAMES, FEATURES_VERSION
 from raymap.thumbnail import thumbnails_of_files
 from service.gallery.shipped import write_base_gallery
@@ -53,6 +54,8 @@ def build_gallery(
     labels: list[str] = []
     descriptors: list[np.ndarray] = []
     for split in splits:
+        if dataset == FOLDER and not _has_files(root, split):
+            continue  # a folder with split folders may lack one (say, validation)
         arrays = build_split(
             dataset,
             split,
@@ -81,12 +84,7 @@ def build_gallery(
     matrix = np.concatenate(descriptors) if descriptors else np.zeros((0, info.descriptor_size))
     pictures = None
     if thumbnails:
-        folder = dataset_root(dataset, root, cache_dir)
-        files = {
-            path.stem: path
-            for split in splits
-            for path in list_meshes(folder, split, DATASETS[dataset], limit_per_class)[0]
-        }
+        files = _mesh_files(dataset, splits, root, cache_dir, limit_per_class)
         pictures = thumbnails_of_files(
             [files[item_id] for item_id in ids], workers=workers or 1, progress=progress
         )
@@ -102,12 +100,46 @@ def build_gallery(
     return len(ids)
 
 
+def _mesh_files(
+    dataset: str,
+    splits: Sequence[str],
+    root: Path | None,
+    cache_dir: Path | None,
+    limit_per_class: int | None,
+) -> dict[str, Path]:
+    """Each mesh file by its stem (the gallery id), for rendering the items' pictures."""
+    from raymap.datasets import default_cache_dir
+    from raymap.datasets.sources import files_below, named_split
+
+    if dataset == FOLDER:
+        assert root is not None
+        return {path.stem: path for path in files_below(Path(root))}
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return {
+        path.stem: path
+        for split in splits
+        for path in named_split(dataset, split, root, cache, limit_per_class).paths
+    }
+
+
+def _has_files(root: Path | None, split: str) -> bool:
+    """Whether a folder dataset's ``split`` lists any file (for a folder, every split is asked)."""
+    from raymap.datasets.sources import FolderSplit, folder_split
+
+    assert root is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        return bool(folder_split(root, split, FolderSplit(), Path(tmp) / "split.json").paths)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.build_gallery", description=__doc__)
     parser.add_argument("--model", type=Path, default=Path("models/model.onnx"))
     parser.add_argument("--out", type=Path, default=Path("models/gallery.npz"))
     parser.add_argument("--dataset", default="modelnet10", choices=sorted(DATASETS))
-    parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    parser.add_argument(
+        "--data", type=Path, default=None, help="a folder dataset instead: DIR/<class>/[<split>/]*"
+    )
+    parser.add_argument("--splits", nargs="+", default=None, choices=FOLDER_SPLITS)
     parser.add_argument("--root", type=Path, default=None, help="<class>/<split>/ mesh folders")
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--workers", type=int, default=None)
@@ -118,13 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-thumbnails", action="store_true", help="leave the items' pictures out"
     )
     args = parser.parse_args(argv)
+    folder = args.data is not None
     start = time.perf_counter()
     n = build_gallery(
         args.model,
         args.out,
-        dataset=args.dataset,
-        splits=args.splits,
-        root=args.root,
+        dataset=FOLDER if folder else args.dataset,
+        splits=args.splits or list(FOLDER_SPLITS if folder else SPLITS),
+        root=args.data if folder else args.root,
         cache_dir=args.cache_dir,
         workers=args.workers,
         limit_per_class=args.limit_per_class,

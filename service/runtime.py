@@ -118,14 +118,6 @@ class ModelInfo:
         return info
 
 
-@dataclass
-class Prediction:
-    probabilities: np.ndarray  # (K,) float32
-    descriptor: np.ndarray  # (D,) float32, unit length
-    label: str
-    timings_ms: dict[str, float]  # parse, normalize, hull, cast, features, infer (and details)
-
-
 def default_threads(environ: dict[str, str] | None = None) -> int:
     """max(1, cores // WEB_CONCURRENCY): the cores this process may use, shared by the workers."""
     environ = dict(os.environ) if environ is None else environ
@@ -293,15 +285,3 @@ class Runtime:
             preview = mesh_preview(normalize(mesh.vertices, mesh.faces), preview_faces)
             timings["preview"] = 1e3 * (time.perf_counter() - start)
         return spherical_map, timings, preview
-
-    def predict_mesh(self, data: bytes, file_type: str, max_faces: int) -> Prediction:
-        """Mesh bytes -> probabilities, descriptor, top-1 label and every stage's time."""
-        spherical_map, timings = self.mesh_to_map(data, file_type, max_faces)
-        start = time.perf_counter()
-        probabilities, descriptor = self.run(spherical_map[None])
-        timings["infer"] = 1e3 * (time.perf_counter() - start)
-        timings["total"] = sum(
-            timings[key] for key in ("parse", "normalize", "hull", "cast", "features", "infer")
-        )
-        label = self.info.class_names[int(np.argmax(probabilities[0]))]
-        return Prediction(probabilities[0], descriptor[0], label, timings)

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -186,6 +187,24 @@ def malformed_files() -> dict[str, bytes]:
 
 
 # ----------------------------------------------------------------------------- the real runtime
+
+
+@dataclass(frozen=True)
+class Expected:
+    probabilities: np.ndarray  # (K,)
+    descriptor: np.ndarray  # (D,)
+    label: str
+
+
+def expected_prediction(
+    runtime: Runtime, data: bytes, file_type: str, max_faces: int = 500_000
+) -> Expected:
+    """The reference for an HTTP answer: the runtime's two stages called directly (mesh ->
+    map, then the model on a batch of one), without the service's pipeline."""
+    spherical_map, _ = runtime.mesh_to_map(data, file_type, max_faces)
+    probabilities, descriptor = runtime.run(spherical_map[None])  # (1, K), (1, D)
+    label = runtime.info.class_names[int(np.argmax(probabilities[0]))]
+    return Expected(probabilities[0], descriptor[0], label)
 
 
 class InstrumentedRuntime:

@@ -21,12 +21,11 @@ import torch
 import raymap
 from export.onnx import ProbabilityModel
 from service import runtime
-from service.runtime import ModelError, Prediction, Runtime
+from service.runtime import ModelError, Runtime
 from tests.test_export import BANDWIDTH, Exported, export_once, one_torch_thread
 
 REPO = Path(__file__).resolve().parent.parent
 CHAIR = Path(__file__).parent / "fixtures" / "meshes" / "chair_0890.off"
-STAGES = ("parse", "normalize", "hull", "cast", "features", "infer")
 
 
 @pytest.fixture(scope="session")
@@ -181,19 +180,19 @@ def test_mesh_in_prediction_out(loaded: Runtime) -> None:
     np.testing.assert_array_equal(spherical_map, expected)
     assert {"parse", "normalize", "hull", "cast", "features"} <= set(timings)
 
-    prediction = loaded.predict_mesh(data, "chair.OFF", max_faces=100_000)
-    assert isinstance(prediction, Prediction)
-    probabilities, descriptor = loaded.run(expected[None])
-    np.testing.assert_allclose(prediction.probabilities, probabilities[0], atol=1e-6)
-    np.testing.assert_allclose(prediction.descriptor, descriptor[0], atol=1e-6)
-    assert prediction.probabilities.shape == (len(loaded.info.class_names),)
-    assert prediction.label == loaded.info.class_names[int(np.argmax(probabilities[0]))]
-    assert set(STAGES) <= set(prediction.timings_ms)
-    assert all(prediction.timings_ms[stage] >= 0 for stage in STAGES)
+    upper, _ = loaded.mesh_to_map(data, "chair.OFF", max_faces=100_000)  # the suffix, any case
+    np.testing.assert_array_equal(upper, expected)
+    probabilities, descriptor = loaded.run(np.stack([expected, expected]))  # (2, K), (2, D)
+    assert probabilities.shape == (2, len(loaded.info.class_names))
+    assert descriptor.shape == (2, loaded.info.descriptor_size)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(descriptor, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(probabilities[0], probabilities[1], atol=1e-6)
+    assert all(timings[stage] >= 0 for stage in timings)
 
 
 def test_bad_meshes_raise_mesh_error(loaded: Runtime) -> None:
     with pytest.raises(raymap.MeshError, match="empty"):
-        loaded.predict_mesh(b"", "obj", max_faces=100)
+        loaded.mesh_to_map(b"", "obj", max_faces=100)
     with pytest.raises(raymap.MeshError):
-        loaded.predict_mesh(CHAIR.read_bytes(), "off", max_faces=100)
+        loaded.mesh_to_map(CHAIR.read_bytes(), "off", max_faces=100)
