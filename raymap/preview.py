@@ -18,12 +18,18 @@ Binary layout (little-endian), media type ``application/x-shapes-mesh``::
 
 Vertex clustering costs a few passes over the faces (numpy; no extra dependency): the grid
 gets coarser until the triangle count fits, so the cost is bounded by the upload's face limit.
+
+    python -m raymap.preview mesh.off [--max-faces 10000]   # sizes and times of one preview
 """
 
 from __future__ import annotations
 
+import argparse
 import struct
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -168,3 +174,39 @@ def _cluster(vertices: np.ndarray, faces: np.ndarray, cell: float) -> tuple[_Clu
         _, first = np.unique(key, return_index=True)
         corners = corners[np.sort(first)]
     return _Clusters(centres, members), corners
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from raymap.mesh import load_mesh_file
+    from raymap.normalize import normalize
+    from raymap.thumbnail import encode_thumbnail, render_thumbnail
+
+    parser = argparse.ArgumentParser(
+        prog="python -m raymap.preview", description="Time one mesh's preview and picture."
+    )
+    parser.add_argument("mesh", type=Path, help="OBJ, OFF, STL, PLY, GLB or GLTF file")
+    parser.add_argument("--max-faces", type=int, default=DEFAULT_PREVIEW_FACES)
+    parser.add_argument("--repeat", type=int, default=5, help="best of this many")
+    args = parser.parse_args(argv)
+    mesh = load_mesh_file(args.mesh)
+    best = {"normalize": float("inf"), "preview": float("inf"), "thumbnail": float("inf")}
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        normalized = normalize(mesh.vertices, mesh.faces)
+        t1 = time.perf_counter()
+        preview = mesh_preview(normalized, args.max_faces)
+        t2 = time.perf_counter()
+        picture = encode_thumbnail(render_thumbnail(preview.vertices, preview.faces))
+        t3 = time.perf_counter()
+        for key, seconds in (("normalize", t1 - t0), ("preview", t2 - t1), ("thumbnail", t3 - t2)):
+            best[key] = min(best[key], 1e3 * seconds)
+    print(
+        f"{args.mesh.name}: {len(mesh.faces)} triangles -> {len(preview.faces)} "
+        f"({len(preview.encode())} bytes); picture {len(picture)} bytes; best of "
+        f"{args.repeat}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in best.items())
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
