@@ -30,8 +30,8 @@ import onnxruntime as ort
 
 import raymap
 from raymap.grid import GRID_NAME
-from raymap.normalize import normalize
 from raymap.preview import MeshPreview, mesh_preview
+from raymap.project import prepare, project
 
 log = logging.getLogger(__name__)
 
@@ -275,13 +275,16 @@ class Runtime:
     ) -> tuple[np.ndarray, dict[str, float], MeshPreview | None]:
         start = time.perf_counter()
         mesh = raymap.load_mesh(data, file_type, max_faces=max_faces)
-        parse_ms = 1e3 * (time.perf_counter() - start)
-        spherical_map, stages = raymap.spherical_map_timed(mesh, self.info.bandwidth)
-        timings = {"parse": parse_ms}
-        timings.update({key: value for key, value in stages.items() if key != "total"})
-        preview = None
-        if preview_faces is not None:
-            start = time.perf_counter()
-            preview = mesh_preview(normalize(mesh.vertices, mesh.faces), preview_faces)
-            timings["preview"] = 1e3 * (time.perf_counter() - start)
+        timings = {"parse": 1e3 * (time.perf_counter() - start)}
+        if preview_faces is None:
+            spherical_map, stages = raymap.spherical_map_timed(mesh, self.info.bandwidth)
+            timings.update({key: value for key, value in stages.items() if key != "total"})
+            return spherical_map, timings, None
+        # The same stages by hand, keeping the normalized mesh that is cast for the preview.
+        prepared = prepare(mesh, timings)
+        spherical_map = project(prepared, self.info.bandwidth, None, timings)
+        timings["cast"] = timings["cast_build"] + timings["cast_rays"]
+        start = time.perf_counter()
+        preview = mesh_preview(prepared.normalized, preview_faces)
+        timings["preview"] = 1e3 * (time.perf_counter() - start)
         return spherical_map, timings, preview

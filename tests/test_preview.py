@@ -192,3 +192,14 @@ def test_preview_faces_bounds_the_preview(client: TestClient) -> None:
         data={"preview": "true", "preview_faces": "1000000"},
     )
     assert too_many.status_code == 422
+
+
+def test_the_preview_path_casts_the_same_map(small_runtime: Runtime) -> None:
+    data = CHAIR.read_bytes()
+    plain, plain_timings = small_runtime.mesh_to_map(data, "off", 100_000)
+    with_preview, timings, preview = small_runtime.mesh_to_map_with_preview(
+        data, "off", 100_000, 500
+    )
+    np.testing.assert_array_equal(plain, with_preview)
+    assert set(plain_timings) < set(timings) and "preview" in timings
+    assert 0 < len(preview.faces) <= 500
