@@ -393,6 +393,29 @@ def test_several_files_fill_a_sortable_table_and_download(server: str, tab: Any)
     _wait_for_details(tab, expected[meshes[0].name]["label"])
 
 
+@pytest.mark.timeout(300)
+def test_a_folder_classifies_its_meshes_and_skips_other_files(tab: Any, tmp_path: Path) -> None:
+    from tests.service_testing import mini_meshes
+
+    folder = tmp_path / "my meshes"
+    (folder / "inner").mkdir(parents=True)
+    first, second = mini_meshes("train")[:2]
+    (folder / first.name).write_bytes(first.read_bytes())
+    (folder / "inner" / second.name).write_bytes(second.read_bytes())
+    (folder / "notes.txt").write_text("not a mesh")
+    tab.set_input_files("#folder", str(folder))
+    tab.wait_for_function(
+        "() => document.getElementById('progress-text').textContent.startsWith('2 of 2 done')",
+        timeout=120_000,
+    )
+    files = tab.eval_on_selector_all("#results tbody tr", "rows => rows.map(r => r.dataset.file)")
+    assert sorted(files) == sorted([f"my meshes/{first.name}", f"my meshes/inner/{second.name}"]), (
+        files
+    )
+    assert "1 of other types skipped" in tab.locator("#filename").inner_text()
+    assert tab.locator("#results td.row-error").count() == 0
+
+
 @pytest.mark.timeout(120)
 def test_an_unknown_shape_is_said_plainly(server: str, tab: Any) -> None:
     """When /classify says ``known: false`` (issue 11's novelty check), no big label."""
