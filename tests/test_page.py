@@ -367,7 +367,10 @@ def test_several_files_fill_a_sortable_table_and_download(server: str, tab: Any)
     order = tab.eval_on_selector_all("#results tbody tr", "rows => rows.map(r => r.dataset.file)")
     probability = {n: max(r["probabilities"].values()) for n, r in expected.items()}
     ranked = sorted(probability, key=lambda n: -probability[n])
-    assert order[: len(ranked)] == ranked, (order, probability)
+    assert order == [*ranked, "broken.off"], (order, probability)  # no value: last
+    header.click()
+    order = tab.eval_on_selector_all("#results tbody tr", "rows => rows.map(r => r.dataset.file)")
+    assert order == [*ranked[::-1], "broken.off"], order
 
     with tab.expect_download() as csv_download:
         tab.click("#download-csv")

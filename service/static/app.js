@@ -282,6 +282,7 @@ function sortedRows() {
   return [...rows].sort((a, b) => {
     const x = sortValue(a, sortKey);
     const y = sortValue(b, sortKey);
+    if ((x === "") !== (y === "")) return x === "" ? 1 : -1; // no value (an error): last
     if (typeof x === "number" && typeof y === "number") return sign * (x - y);
     return sign * String(x).localeCompare(String(y), "en", { numeric: true });
   });
