@@ -182,3 +182,23 @@ def test_the_gallery_build_renders_every_items_picture(tmp_path: Path) -> None:
         thumbnails=False,
     )
     assert "thumbnails" not in np.load(bare).files
+
+
+def test_a_folder_gallery_gets_pictures_too(tmp_path: Path) -> None:
+    from raymap.datasets import FOLDER, FOLDER_SPLITS
+    from service.build_gallery import build_gallery
+    from tests.service_testing import small_model_path
+
+    out = tmp_path / "gallery.npz"
+    n = build_gallery(
+        small_model_path(),
+        out,
+        dataset=FOLDER,
+        splits=FOLDER_SPLITS,
+        root=MINI,
+        cache_dir=tmp_path / "cache",
+        workers=1,
+        progress=False,
+    )
+    base = BaseGallery.load(out, int(np.load(out)["descriptors"].shape[1]))
+    assert n == 12 and all(base.thumbnail(i) for i in range(n))
