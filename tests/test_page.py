@@ -311,6 +311,7 @@ def test_every_format_is_classified_and_its_preview_drawn(server: str, tab: Any,
     _wait_for_details(tab, expected["label"])
     note = tab.locator("#view-note").inner_text()
     assert "triangles drawn" in note and "normalized" in note, note
+    assert tab.get_attribute("#view", "data-mode") == "webgl"  # Chromium's software WebGL
     colours = tab.evaluate(_VIEW_COLOURS)
     assert colours > 10, f"the {fmt} preview looks empty ({colours} colours)"
     assert tab.locator("#error").is_hidden()
@@ -323,6 +324,33 @@ def test_every_format_is_classified_and_its_preview_drawn(server: str, tab: Any,
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         tab.screenshot(path=str(SCREENSHOT), full_page=True)
         assert SCREENSHOT.stat().st_size > 10_000
+
+
+@pytest.mark.timeout(300)
+def test_without_webgl_the_canvas_2d_view_draws_the_preview(server: str, browser: Any) -> None:
+    context = browser.new_context(viewport=DESKTOP)
+    tab = context.new_page()
+    # A browser without WebGL: getContext("webgl") answers null, as where it is disabled.
+    tab.add_init_script(
+        """(() => {
+          const real = HTMLCanvasElement.prototype.getContext;
+          HTMLCanvasElement.prototype.getContext = function (kind, ...rest) {
+            return /webgl/.test(kind) ? null : real.call(this, kind, ...rest);
+          };
+        })()"""
+    )
+    tab.goto(server + "/")
+    tab.wait_for_selector("#model.ready", timeout=30_000)
+    assert tab.get_attribute("#view", "data-mode") == "2d"
+    tab.set_input_files("#file", files=[_mesh("chair.ply", "ply")])
+    tab.wait_for_function(
+        "() => document.getElementById('view-note').textContent.includes('canvas preview')",
+        timeout=60_000,
+    )
+    tab.wait_for_timeout(300)  # a few animation frames
+    colours = tab.evaluate(_VIEW_COLOURS)
+    assert colours > 10, f"the canvas-2D preview looks empty ({colours} colours)"
+    context.close()
 
 
 @pytest.mark.timeout(300)
