@@ -31,6 +31,8 @@ INPUT_NAME = "maps"
 PROBABILITIES = "probabilities"
 DESCRIPTOR = "descriptor"
 CORE_OUTPUTS = (PROBABILITIES, DESCRIPTOR)
+# (N, 1): how unlike the model's classes a shape is (``model.trust``); an extra output.
+NOVELTY = "novelty"
 INPUT_DTYPE = "float32"
 
 
@@ -53,6 +55,9 @@ class ModelContract:
     input_name: str = field(default=INPUT_NAME, metadata={"key": "input"})
     # Outputs besides probabilities (N, K) and descriptor (N, D): (name, size of the last axis)
     extra_outputs: tuple[tuple[str, int], ...] = field(default=(), metadata={"key": "outputs"})
+    # A shape whose ``novelty`` output exceeds it is not ``known`` (not one of the classes);
+    # fitted by ``model.trust`` so that 95 % of in-class validation shapes stay known.
+    novelty_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.bandwidth < 1 or self.descriptor_size < 1 or not self.class_names:

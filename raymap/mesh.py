@@ -119,19 +119,23 @@ def validate_mesh(mesh: Triangles, max_faces: int | None = DEFAULT_MAX_FACES) ->
         raise MeshError("the mesh has no faces (a point cloud or an empty file?)")
     if max_faces is not None and len(faces) > max_faces:
         raise MeshError(f"the mesh has {len(faces)} faces, more than the limit of {max_faces}")
-    if faces.min() < 0 or faces.max() >= len(vertices):
+    lowest, highest = int(faces.min()), int(faces.max())
+    if lowest < 0 or highest >= len(vertices):
         raise MeshError(
-            f"face indices out of range: they span [{faces.min()}, {faces.max()}] "
+            f"face indices out of range: they span [{lowest}, {highest}] "
             f"but there are {len(vertices)} vertices"
         )
-    used = vertices[faces.ravel()]
-    if not np.isfinite(used).all():
+    used = np.zeros(len(vertices), dtype=bool)
+    used[faces.ravel()] = True
+    if not used.all():  # only the vertices of faces count
+        vertices = vertices[used]
+    if not np.isfinite(vertices).all():
         n_bad = int((~np.isfinite(vertices)).any(axis=1).sum())
         raise MeshError(
             f"{n_bad} vertices have non-finite coordinates (NaN, infinity, or a number "
             "beyond the float64 range, about 1.8e308)"
         )
-    extent = used.max(axis=0) - used.min(axis=0)
+    extent = vertices.max(axis=0) - vertices.min(axis=0)
     if not extent.max() > 0:
         raise MeshError("the mesh has zero extent: all its faces collapse to one point")
 

@@ -44,6 +44,7 @@ class ShuttingDown(Exception):
 class BatchResult:
     probabilities: np.ndarray  # (K,) float32
     descriptor: np.ndarray  # (D,) float32
+    novelty: float | None  # None: the model has no novelty output
     batch_size: int
     queue_ms: float
     inference_ms: float
@@ -58,7 +59,7 @@ class _Pending:
 
 
 class MicroBatcher:
-    """Batches ``run(maps) -> (probabilities, descriptors)`` calls across requests."""
+    """Batches ``run(maps) -> (probabilities, descriptors, novelty)`` calls across requests."""
 
     def __init__(
         self,
@@ -158,7 +159,8 @@ class MicroBatcher:
         start = time.perf_counter()
         try:
             maps = np.stack([p.map for p in batch])  # (N, C, 2b, 2b)
-            probabilities, descriptors = await loop.run_in_executor(self._executor, self._run, maps)
+            outputs = await loop.run_in_executor(self._executor, self._run, maps)
+            probabilities, descriptors, novelty = outputs
         except Exception as exc:
             # The traceback is logged once per request, with its id, where the error surfaces.
             log.error(
@@ -181,6 +183,7 @@ class MicroBatcher:
                     BatchResult(
                         probabilities=probabilities[row],
                         descriptor=descriptors[row],
+                        novelty=None if novelty is None else float(novelty[row]),
                         batch_size=len(batch),
                         queue_ms=1e3 * (start - pending.enqueued),
                         inference_ms=inference_ms,

@@ -197,7 +197,8 @@ def test_parity_on_real_maps(exported: Exported, batch: int, n_maps: int) -> Non
     session = ort.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
 
     def run(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probabilities, descriptor = session.run(None, {export_onnx.INPUT_NAME: maps})
+        names = ["probabilities", "descriptor"]
+        probabilities, descriptor = session.run(names, {export_onnx.INPUT_NAME: maps})
         return probabilities, descriptor
 
     with one_torch_thread():

@@ -67,7 +67,7 @@ def test_info_comes_from_the_metadata(loaded: Runtime, exported: Exported) -> No
 
 def test_run_matches_pytorch(loaded: Runtime, exported: Exported) -> None:
     maps = exported.maps[:5]
-    probabilities, descriptor = loaded.run(maps.astype(np.float64))  # cast to float32 inside
+    probabilities, descriptor, _ = loaded.run(maps.astype(np.float64))  # cast to float32 inside
     with torch.no_grad(), one_torch_thread():
         expected = ProbabilityModel(exported.network)(torch.from_numpy(maps))
     assert probabilities.dtype == descriptor.dtype == np.float32
@@ -183,7 +183,7 @@ def test_mesh_in_prediction_out(loaded: Runtime) -> None:
 
     upper, _ = loaded.mesh_to_map(data, "chair.OFF", max_faces=100_000)  # the suffix, any case
     np.testing.assert_array_equal(upper, expected)
-    probabilities, descriptor = loaded.run(np.stack([expected, expected]))  # (2, K), (2, D)
+    probabilities, descriptor, _ = loaded.run(np.stack([expected, expected]))  # (2, K), (2, D)
     assert probabilities.shape == (2, len(loaded.info.class_names))
     assert descriptor.shape == (2, loaded.info.descriptor_size)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)

@@ -3,6 +3,7 @@ gallery; ``qdrant-client``'s local mode runs it without a server in tests."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import uuid
 import warnings
@@ -16,6 +17,7 @@ from service.gallery.interface import (
     Hit,
     Item,
     check_metadata,
+    check_thumbnail,
     hit,
     normalize_descriptor,
 )
@@ -24,6 +26,17 @@ from service.gallery.shipped import BaseGallery
 log = logging.getLogger("service.gallery")
 
 _ID_NAMESPACE = uuid.UUID("6f1c3e5a-8d2b-4c8e-9a57-3b1f0e2d4c6a")
+
+
+def _payload(
+    item_id: str, label: str, metadata: dict[str, Any] | None, thumbnail: bytes | None
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {"id": item_id, "label": label}
+    if metadata is not None:
+        payload["metadata"] = metadata
+    if thumbnail is not None:  # base64: payloads are JSON
+        payload["thumbnail"] = base64.b64encode(thumbnail).decode("ascii")
+    return payload
 
 
 def point_id(item_id: str) -> str:
@@ -50,6 +63,8 @@ class QdrantGallery:
         from qdrant_client import QdrantClient, models
 
         self._models = models
+        # Pictures stay out of get, list and search answers: Gallery.thumbnail fetches one.
+        self._without_thumbnail = models.PayloadSelectorExclude(exclude=["thumbnail"])
         self.descriptor_size = int(base.descriptors.shape[1])
         self.collection = collection
         if url is not None:
@@ -96,7 +111,9 @@ class QdrantGallery:
                 models.PointStruct(
                     id=point_id(str(item_id)),
                     vector=base.descriptors[start + i].tolist(),
-                    payload={"id": str(item_id), "label": str(base.labels[start + i])},
+                    payload=_payload(
+                        str(item_id), str(base.labels[start + i]), None, base.thumbnail(start + i)
+                    ),
                 )
                 for i, item_id in enumerate(base.ids[start : start + chunk])
             ]
@@ -131,11 +148,9 @@ class QdrantGallery:
     def add(self, item: Item) -> None:
         descriptor = normalize_descriptor(item.descriptor, self.descriptor_size)
         check_metadata(item.metadata)
+        payload = _payload(item.id, item.label, item.metadata, check_thumbnail(item.thumbnail))
         if self.get(item.id) is not None:
             raise DuplicateId(f"id {item.id!r} is already in the gallery")
-        payload: dict[str, Any] = {"id": item.id, "label": item.label}
-        if item.metadata is not None:
-            payload["metadata"] = item.metadata
         self._client.upsert(
             self.collection,
             points=[
@@ -158,7 +173,10 @@ class QdrantGallery:
 
     def get(self, item_id: str) -> Item | None:
         points = self._client.retrieve(
-            self.collection, ids=[point_id(item_id)], with_vectors=True, with_payload=True
+            self.collection,
+            ids=[point_id(item_id)],
+            with_vectors=True,
+            with_payload=self._without_thumbnail,
         )
         return self._item(points[0]) if points else None
 
@@ -177,7 +195,7 @@ class QdrantGallery:
                 scroll_filter=flt,
                 limit=1024,
                 offset=cursor,
-                with_payload=True,
+                with_payload=self._without_thumbnail,
                 with_vectors=True,
             )
             points += batch
@@ -193,7 +211,7 @@ class QdrantGallery:
             query=query.tolist(),
             query_filter=self._label_filter(label),
             limit=k,
-            with_payload=True,
+            with_payload=self._without_thumbnail,
         )
         return [
             hit(
@@ -205,6 +223,13 @@ class QdrantGallery:
             for p in response.points
             if p.payload is not None
         ]
+
+    def thumbnail(self, item_id: str) -> bytes | None:
+        points = self._client.retrieve(
+            self.collection, ids=[point_id(item_id)], with_payload=["thumbnail"]
+        )
+        text = (points[0].payload or {}).get("thumbnail") if points else None
+        return base64.b64decode(text) if text else None
 
     def close(self) -> None:
         self._client.close()
