@@ -40,7 +40,14 @@ from raymap.errors import MeshError
 from raymap.mesh import SUPPORTED_FORMATS, file_type_of
 from service import page
 from service.batching import MicroBatcher, Overloaded, ShuttingDown
-from service.gallery import DuplicateId, Gallery, GalleryError, Item, open_gallery
+from service.gallery import (
+    DuplicateId,
+    Gallery,
+    GalleryError,
+    GalleryUnavailable,
+    Item,
+    open_gallery,
+)
 from service.logs import request_id
 from service.metrics import Metrics
 from service.schemas import (
@@ -171,6 +178,11 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
         status, kind = (409, "duplicate_id") if isinstance(exc, DuplicateId) else (422, "gallery")
         return _error(request, status, kind, exc.reason)
 
+    async def gallery_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("gallery unavailable: %s", exc)
+        detail = "the gallery's database is unavailable; retry later"
+        return _error(request, 503, "gallery_unavailable", detail, retry)
+
     async def overloaded(request: Request, exc: Exception) -> JSONResponse:
         return _error(request, 503, "overloaded", f"overloaded: {exc}; retry later", retry)
 
@@ -197,6 +209,7 @@ def _install_error_handlers(app: FastAPI, settings: Settings) -> None:
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(MeshError, mesh_error)
     app.add_exception_handler(GalleryError, gallery_error)
+    app.add_exception_handler(GalleryUnavailable, gallery_unavailable)
     app.add_exception_handler(Overloaded, overloaded)
     app.add_exception_handler(ShuttingDown, shutting_down)
     app.add_exception_handler(RequestValidationError, validation)
@@ -236,11 +249,10 @@ class Services:
                 settings.gallery_path,
                 int(runtime.info.descriptor_size),
                 settings.gallery_dir,
-                settings.qdrant_collection,
-                settings.qdrant_url,
-                settings.qdrant_path,
-                settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
+                settings.database_url.get_secret_value() if settings.database_url else None,
                 (str(runtime.info.name), str(runtime.info.version)),
+                settings.database_pool_size,
+                settings.database_wait_s,
             )
             self.batcher = MicroBatcher(
                 runtime.run,

@@ -6,9 +6,8 @@
   item acknowledged with a 2xx survives ``kill -9`` and power loss. Search is exact cosine over
   an in-memory float32 matrix of unit rows with numpy (one matrix-vector product). One
   process owns a store: a lock file stops a second server from opening the same folder.
-* :class:`QdrantGallery`: the same interface on a Qdrant collection (cosine distance), for
-  several replicas sharing one gallery; ``qdrant-client``'s local mode runs it without a
-  server in tests.
+* :class:`service.postgres_gallery.PostgresGallery`: the same interface on PostgreSQL with
+  pgvector, for several replicas sharing one gallery.
 
 Descriptors are L2-normalized on the way in, so a score is the cosine similarity.
 """
@@ -21,8 +20,6 @@ import logging
 import os
 import sqlite3
 import threading
-import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -44,6 +41,10 @@ class GalleryError(ValueError):
 
 class DuplicateId(GalleryError):
     pass
+
+
+class GalleryUnavailable(RuntimeError):
+    """The gallery's store cannot be reached now (its database is away); retry later."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ class EmbeddedGallery:
             self._lock_file.close()
             raise RuntimeError(
                 f"another process holds the gallery store {store_dir}; the embedded gallery is "
-                "for one process (several replicas: SHAPES_GALLERY_BACKEND=qdrant)"
+                "for one process (several replicas: SHAPES_GALLERY_BACKEND=postgres)"
             ) from exc
         self._db = sqlite3.connect(
             store_dir / "gallery.sqlite3", check_same_thread=False, isolation_level=None
@@ -360,205 +361,15 @@ class EmbeddedGallery:
             self._lock_file.close()
 
 
-# ----------------------------------------------------------------------------- Qdrant
-
-_ID_NAMESPACE = uuid.UUID("6f1c3e5a-8d2b-4c8e-9a57-3b1f0e2d4c6a")
-
-
-def point_id(item_id: str) -> str:
-    """Qdrant wants UUIDs or integers as point ids: a UUID5 of ours; ours is in the payload."""
-    return str(uuid.uuid5(_ID_NAMESPACE, item_id))
-
-
-class QdrantGallery:
-    """The gallery on a Qdrant collection (cosine). Several service replicas can share it.
-
-    The collection is created on first use and seeded with the base gallery when empty;
-    a second replica starting at the same time finds it created and seeded (the seeding is an
-    idempotent upsert). Writes wait for Qdrant's acknowledgement (``wait=True``).
-    """
-
-    def __init__(
-        self,
-        base: BaseGallery,
-        collection: str,
-        url: str | None = None,
-        path: Path | None = None,
-        api_key: str | None = None,
-    ) -> None:
-        from qdrant_client import QdrantClient, models
-
-        self._models = models
-        self.descriptor_size = int(base.descriptors.shape[1])
-        self.collection = collection
-        if url is not None:
-            self._client = QdrantClient(url=url, api_key=api_key)
-        elif path is not None:
-            self._client = QdrantClient(path=str(path))
-        else:
-            raise ValueError("QdrantGallery needs a url (server) or a path (local mode)")
-        self._ensure_collection()
-        if self._client.count(collection, exact=True).count == 0 and len(base.ids):
-            self._seed(base)
-
-    def _ensure_collection(self) -> None:
-        models = self._models
-        if not self._client.collection_exists(self.collection):
-            try:
-                self._client.create_collection(
-                    self.collection,
-                    vectors_config=models.VectorParams(
-                        size=self.descriptor_size, distance=models.Distance.COSINE
-                    ),
-                )
-                with warnings.catch_warnings():  # local mode: indexes have no effect
-                    warnings.simplefilter("ignore", UserWarning)
-                    self._client.create_payload_index(
-                        self.collection, "label", models.PayloadSchemaType.KEYWORD
-                    )
-            except Exception:
-                if not self._client.collection_exists(self.collection):
-                    raise  # not a replica that created it first
-        info = self._client.get_collection(self.collection)
-        vectors = info.config.params.vectors
-        size = getattr(vectors, "size", None)
-        if size != self.descriptor_size:
-            raise RuntimeError(
-                f"Qdrant collection {self.collection!r} holds vectors of size {size}, the "
-                f"model's descriptors have {self.descriptor_size}"
-            )
-
-    def _seed(self, base: BaseGallery, chunk: int = 512) -> None:
-        models = self._models
-        for start in range(0, len(base.ids), chunk):
-            points = [
-                models.PointStruct(
-                    id=point_id(str(item_id)),
-                    vector=base.descriptors[start + i].tolist(),
-                    payload={"id": str(item_id), "label": str(base.labels[start + i])},
-                )
-                for i, item_id in enumerate(base.ids[start : start + chunk])
-            ]
-            self._client.upsert(self.collection, points=points, wait=True)
-        log.info("seeded Qdrant collection %s with %d items", self.collection, len(base.ids))
-
-    def _label_filter(self, label: str | None) -> Any:
-        if label is None:
-            return None
-        models = self._models
-        return models.Filter(
-            must=[models.FieldCondition(key="label", match=models.MatchValue(value=label))]
-        )
-
-    def _item(self, point: Any) -> Item:
-        payload = point.payload or {}
-        vector = point.vector if point.vector is not None else []
-        return Item(
-            str(payload["id"]),
-            str(payload["label"]),
-            np.asarray(vector, dtype=np.float32),
-            payload.get("metadata"),
-        )
-
-    def count(self, label: str | None = None) -> int:
-        return int(
-            self._client.count(
-                self.collection, count_filter=self._label_filter(label), exact=True
-            ).count
-        )
-
-    def add(self, item: Item) -> None:
-        descriptor = normalize_descriptor(item.descriptor, self.descriptor_size)
-        check_metadata(item.metadata)
-        if self.get(item.id) is not None:
-            raise DuplicateId(f"id {item.id!r} is already in the gallery")
-        payload: dict[str, Any] = {"id": item.id, "label": item.label}
-        if item.metadata is not None:
-            payload["metadata"] = item.metadata
-        self._client.upsert(
-            self.collection,
-            points=[
-                self._models.PointStruct(
-                    id=point_id(item.id), vector=descriptor.tolist(), payload=payload
-                )
-            ],
-            wait=True,
-        )
-
-    def delete(self, item_id: str) -> bool:
-        if self.get(item_id) is None:
-            return False
-        self._client.delete(
-            self.collection,
-            points_selector=self._models.PointIdsList(points=[point_id(item_id)]),
-            wait=True,
-        )
-        return True
-
-    def get(self, item_id: str) -> Item | None:
-        points = self._client.retrieve(
-            self.collection, ids=[point_id(item_id)], with_vectors=True, with_payload=True
-        )
-        return self._item(points[0]) if points else None
-
-    def list_items(
-        self, offset: int, limit: int, label: str | None = None
-    ) -> tuple[list[Item], int]:
-        # Qdrant pages by point id, not by position: scroll to ``offset + limit`` and sort by
-        # our id for a stable order (fine for pages near the start; use cursors past that).
-        flt = self._label_filter(label)
-        total = self.count(label)
-        points: list[Any] = []
-        cursor = None
-        while True:
-            batch, cursor = self._client.scroll(
-                self.collection,
-                scroll_filter=flt,
-                limit=1024,
-                offset=cursor,
-                with_payload=True,
-                with_vectors=True,
-            )
-            points += batch
-            if cursor is None:
-                break
-        items = sorted((self._item(p) for p in points), key=lambda item: item.id)
-        return items[offset : offset + limit], total
-
-    def search(self, descriptor: np.ndarray, k: int, label: str | None = None) -> list[Hit]:
-        query = normalize_descriptor(descriptor, self.descriptor_size)
-        response = self._client.query_points(
-            self.collection,
-            query=query.tolist(),
-            query_filter=self._label_filter(label),
-            limit=k,
-            with_payload=True,
-        )
-        return [
-            Hit(
-                str(p.payload["id"]),
-                str(p.payload["label"]),
-                float(p.score),
-                p.payload.get("metadata"),
-            )
-            for p in response.points
-            if p.payload is not None
-        ]
-
-    def close(self) -> None:
-        self._client.close()
-
-
 def open_gallery(
     backend: str,
     base_path: Path | None,
     descriptor_size: int,
     store_dir: Path,
-    qdrant_collection: str = "shapes",
-    qdrant_url: str | None = None,
-    qdrant_path: Path | None = None,
-    qdrant_api_key: str | None = None,
+    database_url: str | None = None,
     model: tuple[str, str] | None = None,
+    database_pool_size: int = 4,
+    database_wait_s: float = 60.0,
 ) -> Gallery:
     """The configured store, seeded with (embedded: layered over) the base gallery.
 
@@ -579,6 +390,12 @@ def open_gallery(
         )
     if backend == "embedded":
         return EmbeddedGallery(base, Path(os.path.expanduser(store_dir)))
-    if backend == "qdrant":
-        return QdrantGallery(base, qdrant_collection, qdrant_url, qdrant_path, qdrant_api_key)
-    raise ValueError(f"gallery backend must be 'embedded' or 'qdrant', got {backend!r}")
+    if backend == "postgres":
+        if not database_url:
+            raise ValueError("SHAPES_GALLERY_BACKEND=postgres needs SHAPES_DATABASE_URL")
+        from service.postgres_gallery import PostgresGallery
+
+        return PostgresGallery(
+            base, database_url, pool_size=database_pool_size, connect_timeout_s=database_wait_s
+        )
+    raise ValueError(f"gallery backend must be 'embedded' or 'postgres', got {backend!r}")

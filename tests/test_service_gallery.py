@@ -1,6 +1,7 @@
 """The gallery stores: exact cosine search against brute force, durability, paging, filters.
 
-Both backends run the same tests; Qdrant in qdrant-client's local mode (no server).
+Both backends run the same tests: the embedded store, and PostgreSQL + pgvector on a real
+server the tests start (``postgres`` in conftest.py), a new database per test.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from service.gallery import (
     Gallery,
     GalleryError,
     Item,
-    QdrantGallery,
 )
 
 D = 16
@@ -40,10 +40,12 @@ def make_base(tmp_path: Path, n: int = 50, seed: int = 0) -> Path:
 Opener = Callable[[Path | None], Gallery]
 
 
-@pytest.fixture(params=["embedded", "qdrant"])
+@pytest.fixture(params=["embedded", "postgres"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """Opens (and reopens) a gallery over a base file in a folder owned by the test."""
+    """Opens (and reopens) a gallery over a base file in a folder (a database) owned by the
+    test."""
     opened: list[Gallery] = []
+    database: list[str] = []
 
     def open_(base: Path | None) -> Gallery:
         for gallery in opened:
@@ -53,8 +55,11 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
         if request.param == "embedded":
             gallery: Gallery = EmbeddedGallery(loaded, tmp_path / "store")
         else:
-            pytest.importorskip("qdrant_client")
-            gallery = QdrantGallery(loaded, "test", path=tmp_path / "qdrant")
+            from service.postgres_gallery import PostgresGallery
+
+            if not database:
+                database.append(request.getfixturevalue("postgres").create_database())
+            gallery = PostgresGallery(loaded, database[0])
         opened.append(gallery)
         return gallery
 
