@@ -52,8 +52,8 @@ import torch
 from onnx import TensorProto, helper
 
 from export.onnx import INPUT_NAME, ProbabilityModel, input_shape, to_onnx
+from model.checkpoint import load_model
 from model.net import SphericalCNN, multiply_adds, parameter_count, preset_config
-from model.train import load_model
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "runs/modelnet10-so3-c5/checkpoint.pt"
 GOAL_SPEEDUP = 2.0

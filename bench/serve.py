@@ -218,7 +218,8 @@ def print_table(rows: list[dict[str, object]]) -> None:
 
 def bench_gallery(sizes: list[int], dim: int, queries: int = 100) -> None:
     """Exact search latency and durable add latency of the embedded store at several sizes."""
-    from service.gallery import BaseGallery, EmbeddedGallery, Item
+    from service.gallery import BaseGallery, Item, write_base_gallery
+    from service.gallery.embedded import EmbeddedGallery
 
     print(f"\nembedded gallery, D={dim}: exact cosine top-10 (numpy) and durable adds (SQLite)")
     print(f"{'items':>9}{'open s':>9}{'search p50 ms':>15}{'search p99 ms':>15}{'add p50 ms':>12}")
@@ -226,11 +227,11 @@ def bench_gallery(sizes: list[int], dim: int, queries: int = 100) -> None:
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             base_path = Path(tmp) / "base.npz"
-            np.savez(
+            write_base_gallery(
                 base_path,
-                ids=np.asarray([f"item_{i}" for i in range(n)]),
-                labels=np.asarray([f"class_{i % 10}" for i in range(n)]),
-                descriptors=rng.standard_normal((n, dim)).astype(np.float32),
+                [f"item_{i}" for i in range(n)],
+                [f"class_{i % 10}" for i in range(n)],
+                rng.standard_normal((n, dim)).astype(np.float32),
             )
             start = time.perf_counter()
             gallery = EmbeddedGallery(BaseGallery.load(base_path, dim), Path(tmp) / "store")

@@ -40,8 +40,8 @@ import onnx
 import torch
 from torch import nn
 
+from model.checkpoint import load_model
 from model.net import SphericalCNN, multiply_adds, parameter_count
-from model.train import load_model
 
 OPSET = 20
 INPUT_NAME = "maps"

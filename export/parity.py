@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from export.onnx import ProbabilityModel
+from model.checkpoint import load_model
 from model.data import load_maps
 from model.net import SphericalCNN
-from model.train import load_model
 
 PROBABILITY_ATOL = 1e-4
 DESCRIPTOR_MIN_COSINE = 0.9999

@@ -65,3 +65,40 @@ def batches(
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     return [order[i : i + batch_size] for i in range(0, stop, batch_size)]
+
+
+def validation_mask(
+    names: list[str], labels: torch.Tensor, fraction: float, seed: int
+) -> np.ndarray:
+    """Rows of held-out meshes: per class, ``round(fraction * meshes)`` meshes drawn with ``seed``
+    (at least one, and never all, when ``fraction > 0``).
+
+    Stratified and by mesh, so every rotated copy of a validation mesh is held out together;
+    the draw depends only on the sorted mesh names of each class and ``seed``.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
+    label_array = labels.numpy()
+    held: set[str] = set()
+    for label in np.unique(label_array):
+        meshes = sorted({names[i] for i in np.flatnonzero(label_array == label)})
+        count = min(len(meshes) - 1, max(1, round(fraction * len(meshes)))) if fraction else 0
+        order = np.random.default_rng([seed, int(label)]).permutation(len(meshes))
+        held.update(meshes[i] for i in order[:count])
+    return np.array([name in held for name in names], dtype=bool)
+
+
+def subset(data: MapSet, mask: np.ndarray) -> MapSet:
+    index = torch.from_numpy(np.flatnonzero(mask))
+    return MapSet(
+        maps=data.maps[index],
+        labels=data.labels[index],
+        names=[data.names[i] for i in index.tolist()],
+        class_names=data.class_names,
+    )
+
+
+def split_validation(data: MapSet, fraction: float, seed: int) -> tuple[MapSet, MapSet]:
+    """(train, validation) of a training split; see ``validation_mask``."""
+    mask = validation_mask(data.names, data.labels, fraction, seed)
+    return subset(data, ~mask), subset(data, mask)

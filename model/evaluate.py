@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.checkpoint import load_model
 from model.data import MapSet, batches, load_maps
 from model.metrics import accuracy, confusion_matrix, retrieval_metrics
 from model.plots import plot_confusion, plot_training_curves
-from model.train import load_model
 
 
 def predict(

@@ -1,10 +1,18 @@
 """Train the spherical CNN: ``python -m model.train --key=value ...``.
 
-Reads top to bottom: config, data, model, optimizer, then one loop over epochs. Each epoch
-ends with an evaluation on the test split, a log line, and a checkpoint that resumes exactly
-(weights, optimizer, schedule, random state, history). Re-running the same command after an
-interruption continues from the last finished epoch; ``--epochs`` may differ on the re-run to
-extend or shorten training (the learning-rate schedule follows the new count).
+Reads top to bottom: config, data (the training split minus a stratified validation split of
+``val_fraction`` of its meshes, drawn with the fixed ``val_seed``), model, optimizer, an optional
+weight average (``average=ema|swa``), then one loop over epochs. Each epoch ends with an
+evaluation on the validation and the test split, a log line, and a checkpoint that resumes
+exactly (weights, average, optimizer, schedule, random state, history). The validation split
+alone chooses the epoch: ``best.pt`` (``model.checkpoint.best_path``) holds the model of the
+epoch with the highest validation accuracy (the averaged weights when averaging); the test
+split is only reported. Re-running the same command after an interruption continues from the
+last finished epoch; ``--epochs`` may differ on the re-run to extend or shorten training (the
+learning-rate schedule follows the new count).
+
+``seed`` draws the initial weights and the batch order; ``data_seed`` the rotations of the
+cached training and test maps (one build serves every ``seed``).
 """
 
 from __future__ import annotations
@@ -19,14 +27,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from model.checkpoint import (
+    best_path,
+    checkpoint_path,
+    model_artifact,
+    read_checkpoint,
+    save_checkpoint,
+)
 from model.config import apply_overrides
-from model.data import MapSet, batches, load_maps
+from model.data import MapSet, batches, load_maps, split_validation
 from model.net import SphericalCNN, describe, preset_config
-from raymap import FEATURE_NAMES, FEATURES_VERSION
-from raymap.grid import GridSpec
 
 
 @dataclass(frozen=True)
@@ -37,7 +52,13 @@ class TrainConfig:
     train_rotation: str = "so3"  # none | z | so3, applied to meshes before ray casting
     train_copies: int = 1
     test_rotation: str = "so3"
-    seed: int = 0
+    seed: int = 0  # initial weights, batch order
+    data_seed: int = 0  # rotations of the training and test maps
+    val_fraction: float = 0.1  # of the training meshes, per class
+    val_seed: int = 0
+    average: str = "none"  # none | ema (every step) | swa (epoch ends from swa_start on)
+    ema_decay: float = 0.999
+    swa_start: float = 0.5  # fraction of the epochs
     epochs: int = 40
     batch_size: int = 32
     lr: float = 1e-3
@@ -52,10 +73,6 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     out: str = "runs/modelnet10-so3"
     progress: bool = True
-
-
-def checkpoint_path(out: Path) -> Path:
-    return out / "checkpoint.pt"
 
 
 # Settings that may change between a run and its resumption: they do not change what an epoch
@@ -74,7 +91,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def evaluate_logits(model: SphericalCNN, data: MapSet, device: torch.device) -> torch.Tensor:
+def evaluate_logits(model: nn.Module, data: MapSet, device: torch.device) -> torch.Tensor:
     model.eval()
     out = []
     with torch.no_grad():
@@ -84,15 +101,35 @@ def evaluate_logits(model: SphericalCNN, data: MapSet, device: torch.device) -> 
     return torch.cat(out)
 
 
-def save_atomic(state: dict[str, object], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
 def lr_factor(config: TrainConfig, epoch: int) -> float:
     passed = sum(epoch >= math.ceil(m * config.epochs) for m in config.lr_milestones)
     return config.lr_gamma**passed
+
+
+def make_average(model: SphericalCNN, config: TrainConfig) -> AveragedModel | None:
+    """The weight average (parameters and batch-norm statistics alike), or None."""
+    if config.average == "none":
+        return None
+    if config.average == "ema":
+        return AveragedModel(
+            model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
+        )
+    if config.average == "swa":
+        return AveragedModel(model, use_buffers=True)
+    raise ValueError(f"average must be none, ema or swa, got {config.average!r}")
+
+
+def swa_epoch(config: TrainConfig, epoch: int) -> bool:
+    return epoch >= math.ceil(config.swa_start * config.epochs) - 1
+
+
+def measure(model: nn.Module, data: MapSet, device: torch.device) -> tuple[float, float]:
+    """(accuracy, mean negative log-likelihood) on ``data``; NaN for an empty split."""
+    if not len(data):
+        return math.nan, math.nan
+    logits = evaluate_logits(model, data, device)
+    loss = float(F.cross_entropy(logits, data.labels))
+    return float((logits.argmax(1) == data.labels).float().mean()), loss
 
 
 def train(config: TrainConfig) -> Path:
@@ -108,27 +145,38 @@ def train(config: TrainConfig) -> Path:
     if model_config.bandwidth != config.bandwidth:
         model_config = dataclasses.replace(model_config, bandwidth=config.bandwidth)
     common = {"limit_per_class": config.limit_per_class, "progress": config.progress}
-    train_set = load_maps(
+    full_train = load_maps(
         config.dataset,
         "train",
         config.bandwidth,
         config.train_rotation,
         config.train_copies,
-        config.seed,
+        config.data_seed,
         **common,
     )
+    train_set, val_set = split_validation(full_train, config.val_fraction, config.val_seed)
+    del full_train
     test_set = load_maps(
-        config.dataset, "test", config.bandwidth, config.test_rotation, 1, config.seed, **common
+        config.dataset,
+        "test",
+        config.bandwidth,
+        config.test_rotation,
+        1,
+        config.data_seed,
+        **common,
     )
+    print(f"{len(train_set)} training, {len(val_set)} validation, {len(test_set)} test maps")
     model_config = dataclasses.replace(model_config, n_classes=len(train_set.class_names))
     model = SphericalCNN(model_config).to(device)
     print(describe(model), f"on {device}", flush=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    average = make_average(model, config)
 
     start_epoch, history, seconds = 0, [], 0.0
+    best: dict[str, float] = {"val_acc": -1.0, "val_loss": math.inf, "epoch": 0}
     path = checkpoint_path(out)
     if path.is_file():
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = read_checkpoint(path, device)
         if not same_run(state["train_config"], dataclasses.asdict(config)):
             raise SystemExit(
                 f"{path} was written with other settings; use another --out or delete it.\n"
@@ -136,8 +184,11 @@ def train(config: TrainConfig) -> Path:
             )
         model.load_state_dict(state["weights"])
         optimizer.load_state_dict(state["optimizer"])
+        if average is not None:
+            average.load_state_dict(state["average"])
         torch.set_rng_state(state["rng_state"])
         start_epoch, history, seconds = state["epoch"] + 1, state["history"], state["seconds"]
+        best = state["best"]
         print(f"resuming after epoch {state['epoch'] + 1} from {path}", flush=True)
 
     for epoch in range(start_epoch, config.epochs):
@@ -157,6 +208,8 @@ def train(config: TrainConfig) -> Path:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if average is not None and config.average == "ema":
+                average.update_parameters(model)
             loss_sum += loss.item() * len(index)
             correct += int((logits.argmax(1) == labels).sum())
             seen += len(index)
@@ -164,13 +217,19 @@ def train(config: TrainConfig) -> Path:
         train_seconds = time.perf_counter() - began
         cpu_seconds = time.process_time() - began_cpu
         seconds += train_seconds
-        test_logits = evaluate_logits(model, test_set, device)
-        test_acc = float((test_logits.argmax(1) == test_set.labels).float().mean())
+        if average is not None and config.average == "swa" and swa_epoch(config, epoch):
+            average.update_parameters(model)
+        averaged = average is not None and int(average.n_averaged) > 0
+        chosen: nn.Module = average.module if averaged else model  # type: ignore[union-attr]
+        val_acc, val_loss = measure(chosen, val_set, device)
+        test_acc, _ = measure(chosen, test_set, device)
         record = {
             "epoch": epoch + 1,
             "lr": optimizer.param_groups[0]["lr"],
             "train_loss": loss_sum / seen,
             "train_acc": correct / seen,
+            "val_acc": val_acc,
+            "val_loss": val_loss,
             "test_acc": test_acc,
             "epoch_seconds": train_seconds,
             "epoch_cpu_seconds": cpu_seconds,
@@ -180,48 +239,33 @@ def train(config: TrainConfig) -> Path:
         print(
             f"epoch {epoch + 1:3d}/{config.epochs} lr {record['lr']:.1e} "
             f"loss {record['train_loss']:.4f} train {record['train_acc']:.4f} "
-            f"test {test_acc:.4f} ({train_seconds:.0f}s wall, {cpu_seconds:.0f}s cpu; "
+            f"val {val_acc:.4f} ({val_loss:.3f}) test {test_acc:.4f} "
+            f"({train_seconds:.0f}s wall, {cpu_seconds:.0f}s cpu; "
             f"total {seconds / 60:.1f} min)",
             flush=True,
         )
-        save_atomic(
+        # Without a validation split (val_fraction=0) the last epoch is the chosen one.
+        if not len(val_set) or (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"]):
+            best = {"val_acc": val_acc, "val_loss": val_loss, "epoch": epoch + 1}
+            assert isinstance(chosen, SphericalCNN)
+            selected = {**model_artifact(chosen, train_set.class_names, config), "selection": best}
+            save_checkpoint({**selected, "history": history, "seconds": seconds}, best_path(out))
+        save_checkpoint(
             {
                 **model_artifact(model, train_set.class_names, config),
                 "optimizer": optimizer.state_dict(),
+                "average": None if average is None else average.state_dict(),
                 "rng_state": torch.get_rng_state(),
                 "epoch": epoch,
                 "history": history,
                 "seconds": seconds,
+                "best": best,
             },
             path,
         )
     (out / "history.json").write_text(json.dumps(history, indent=1))
+    print(f"chosen on validation: epoch {best['epoch']} (val {best['val_acc']:.4f})", flush=True)
     return path
-
-
-def model_artifact(
-    model: SphericalCNN, class_names: list[str], config: TrainConfig
-) -> dict[str, object]:
-    """What export and evaluation need to rebuild the model without guessing."""
-    return {
-        "weights": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "model_config": model.config.to_dict(),
-        "class_names": list(class_names),
-        "grid": dataclasses.asdict(GridSpec(model.config.bandwidth)),
-        "feature_names": list(FEATURE_NAMES),
-        "features_version": FEATURES_VERSION,
-        "train_config": dataclasses.asdict(config),
-    }
-
-
-def load_model(path: str | Path, device: str = "cpu") -> tuple[SphericalCNN, dict[str, object]]:
-    """A checkpoint -> the network in eval mode and the checkpoint dict."""
-    from model.net import ModelConfig
-
-    state = torch.load(path, map_location=device, weights_only=False)
-    model = SphericalCNN(ModelConfig.from_dict(state["model_config"]))
-    model.load_state_dict(state["weights"])
-    return model.to(device).eval(), state
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import json
 import logging
 import re
 import secrets
@@ -47,6 +46,7 @@ from service.gallery import (
     GalleryUnavailable,
     Item,
     open_gallery,
+    parse_metadata,
 )
 from service.logs import request_id
 from service.metrics import Metrics
@@ -245,14 +245,9 @@ class Services:
             self.runtime = runtime
             self.gallery = await asyncio.to_thread(
                 open_gallery,
-                settings.gallery_backend,
-                settings.gallery_path,
+                settings,
                 int(runtime.info.descriptor_size),
-                settings.gallery_dir,
-                settings.database_url.get_secret_value() if settings.database_url else None,
                 (str(runtime.info.name), str(runtime.info.version)),
-                settings.database_pool_size,
-                settings.database_wait_s,
             )
             self.batcher = MicroBatcher(
                 runtime.run,
@@ -448,20 +443,6 @@ def _finish(timings: dict[str, float], start: float) -> dict[str, float]:
 def _model_ref(services: Services) -> ModelRef:
     assert services.runtime is not None
     return ModelRef(name=services.runtime.info.name, version=services.runtime.info.version)
-
-
-def _parse_metadata(text: str | None) -> dict[str, Any] | None:
-    if text is None or text == "":
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise GalleryError(f"metadata is not valid JSON: {exc}") from None
-    if not isinstance(value, dict) or not all(
-        isinstance(v, str | int | float | bool) or v is None for v in value.values()
-    ):
-        raise GalleryError("metadata must be a JSON object of strings, numbers, booleans or null")
-    return value
 
 
 # ----------------------------------------------------------------------------- middleware
@@ -719,7 +700,7 @@ def _add_gallery_routes(app: FastAPI) -> None:
         metadata: Annotated[str | None, Form(description="a JSON object of scalars")] = None,
     ) -> GalleryItem:
         """Add a mesh to the gallery under ``id`` (its descriptor from the model)."""
-        meta = _parse_metadata(metadata)
+        meta = parse_metadata(metadata)
         result = await infer(services, file)
         item = Item(id, label or result.label, result.descriptor, meta)
         assert services.gallery is not None

@@ -4,14 +4,12 @@
 
 The maps come from :func:`raymap.datasets.build_split` (upright meshes, no rotation, at the
 model's bandwidth; cached, so a second run only runs the model), the descriptors from
-onnxruntime in batches (no torch). The ``.npz`` holds ``ids`` (file stems, ``chair_0890``),
-``labels`` (class names), ``descriptors`` (N, D) float32, and the model's name and version.
+onnxruntime in batches (no torch), the file from :mod:`service.gallery.shipped`.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +20,7 @@ from tqdm import tqdm
 
 from raymap.datasets import DATASETS, SPLITS, build_split
 from raymap.features import FEATURE_NAMES, FEATURES_VERSION
+from service.gallery.shipped import write_base_gallery
 
 
 def build_gallery(
@@ -76,18 +75,7 @@ def build_gallery(
     if len(set(ids)) != len(ids):
         raise SystemExit("file stems are not unique across the splits; they cannot be ids")
     matrix = np.concatenate(descriptors) if descriptors else np.zeros((0, info.descriptor_size))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.npz")
-    np.savez(
-        tmp,
-        ids=np.asarray(ids, dtype=str),
-        labels=np.asarray(labels, dtype=str),
-        descriptors=matrix.astype(np.float32),
-        model_name=np.asarray(info.name),
-        model_version=np.asarray(info.version),
-        dataset=np.asarray(dataset),
-    )
-    os.replace(tmp, out)
+    write_base_gallery(out, ids, labels, matrix, (info.name, info.version), dataset)
     return len(ids)
 
 

@@ -7,11 +7,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
+from service.gallery.interface import Metadata
+
 # Gallery ids: what a file stem looks like; nothing that could be a path.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 ItemId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Label = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Metadata = dict[str, str | int | float | bool | None]
 
 
 class ModelRef(BaseModel):

@@ -60,8 +60,9 @@ def small_model_path() -> Path:
     """
     import torch
 
+    from model.checkpoint import save_model
     from model.net import SphericalCNN, preset_config
-    from model.train import TrainConfig, model_artifact
+    from model.train import TrainConfig
     from raymap.datasets import default_cache_dir
 
     folder = default_cache_dir() / "test-models" / _export_key()
@@ -74,7 +75,7 @@ def small_model_path() -> Path:
     network = SphericalCNN(preset_config("small", n_classes=len(CLASS_NAMES))).eval()
     config = TrainConfig(architecture="small", bandwidth=network.config.bandwidth)
     checkpoint = work / "checkpoint.pt"
-    torch.save(model_artifact(network, list(CLASS_NAMES), config), checkpoint)
+    save_model(network, list(CLASS_NAMES), config, checkpoint)
     subprocess.run(
         [sys.executable, "-m", "export.onnx", str(checkpoint), "--out", str(work / "model.onnx")],
         cwd=REPO,

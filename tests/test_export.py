@@ -25,9 +25,10 @@ from onnx import TensorProto, helper
 import raymap
 from export import onnx as export_onnx
 from export import parity
+from model.checkpoint import model_artifact, save_checkpoint
 from model.data import load_maps
 from model.net import SphericalCNN, preset_config
-from model.train import TrainConfig, model_artifact
+from model.train import TrainConfig
 from service.runtime import REQUIRED_METADATA
 
 BANDWIDTH = 16
@@ -80,8 +81,7 @@ def _export(folder: Path) -> Exported:
         **model_artifact(network, data.class_names, config),
         "history": [{"epoch": 1, "test_acc": 0.25}],
     }
-    checkpoint = folder / "checkpoint.pt"
-    torch.save(state, checkpoint)
+    checkpoint = save_checkpoint(state, folder / "checkpoint.pt")
     path = folder / "model.onnx"
     code = export_onnx.main(
         [str(checkpoint), "--out", str(path), "--name", "test-net", "--check-batches", "1,7"]

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from model.checkpoint import load_model, save_model
 from model.config import apply_overrides
 from model.net import ModelConfig, SphericalCNN, describe, multiply_adds, preset_config
-from model.train import TrainConfig, load_model, model_artifact
+from model.train import TrainConfig
 from tests.spherical import random_coefficients, random_rotation, sample_rotated
 
 
@@ -76,7 +77,7 @@ def test_checkpoint_round_trip(tmp_path: object, small_network: SphericalCNN) ->
 
     path = Path(str(tmp_path)) / "model.pt"
     names = [f"class{i}" for i in range(5)]
-    torch.save(model_artifact(small_network, names, TrainConfig()), path)
+    save_model(small_network, names, TrainConfig(), path)
     model, state = load_model(path)
     assert state["class_names"] == names
     assert state["grid"] == {"bandwidth": 16, "name": "driscoll-healy-soft"}

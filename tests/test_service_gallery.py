@@ -15,11 +15,12 @@ import pytest
 from service.gallery import (
     BaseGallery,
     DuplicateId,
-    EmbeddedGallery,
     Gallery,
     GalleryError,
     Item,
+    write_base_gallery,
 )
+from service.gallery.embedded import EmbeddedGallery
 
 D = 16
 LABELS = ("chair", "desk", "sofa")
@@ -28,11 +29,11 @@ LABELS = ("chair", "desk", "sofa")
 def make_base(tmp_path: Path, n: int = 50, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     path = tmp_path / "base.npz"
-    np.savez(
+    write_base_gallery(
         path,
-        ids=np.asarray([f"{LABELS[i % 3]}_{i:04d}" for i in range(n)]),
-        labels=np.asarray([LABELS[i % 3] for i in range(n)]),
-        descriptors=rng.standard_normal((n, D)).astype(np.float32),
+        [f"{LABELS[i % 3]}_{i:04d}" for i in range(n)],
+        [LABELS[i % 3] for i in range(n)],
+        rng.standard_normal((n, D)).astype(np.float32),
     )
     return path
 
@@ -55,7 +56,7 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
         if request.param == "embedded":
             gallery: Gallery = EmbeddedGallery(loaded, tmp_path / "store")
         else:
-            from service.postgres_gallery import PostgresGallery
+            from service.gallery.postgres import PostgresGallery
 
             if not database:
                 database.append(request.getfixturevalue("postgres").create_database())

@@ -181,12 +181,16 @@ def test_added_through_one_found_and_deleted_through_the_other(
     mesh = mini_meshes()[0]
     added = httpx.post(
         f"{first.url}/gallery",
+        timeout=60,
         files=upload(mesh.name, mesh.read_bytes()),
         data={"id": "shared_1", "label": "mine", "metadata": '{"by": "first"}'},
     )
     assert added.status_code == 201, added.text
     found = httpx.post(
-        f"{second.url}/retrieve", files=upload(mesh.name, mesh.read_bytes()), data={"k": "1"}
+        f"{second.url}/retrieve",
+        files=upload(mesh.name, mesh.read_bytes()),
+        data={"k": "1"},
+        timeout=60,
     ).json()["neighbors"][0]
     assert (found["id"], found["label"], found["metadata"]) == ("shared_1", "mine", {"by": "first"})
     assert found["score"] == pytest.approx(1.0, abs=1e-4)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from model.checkpoint import best_path, checkpoint_path, read_checkpoint
 from model.evaluate import evaluate_protocol
-from model.train import TrainConfig, checkpoint_path, train
+from model.train import TrainConfig, train
 
 SHREC = TrainConfig(
     dataset="shrec11",
@@ -25,7 +26,9 @@ SHREC_MIN_ACCURACY = 0.6
 
 
 def test_resume_after_interruption_is_exact(tmp_path: Path) -> None:
-    quick = dataclasses.replace(SHREC, epochs=2, limit_per_class=2, lr_milestones=(0.5,))
+    quick = dataclasses.replace(
+        SHREC, epochs=2, limit_per_class=3, lr_milestones=(0.5,), average="ema", ema_decay=0.9
+    )
     straight = train(dataclasses.replace(quick, out=str(tmp_path / "straight")))
 
     # The same run, cut after its first epoch, then started again with the full epoch count.
@@ -39,6 +42,14 @@ def test_resume_after_interruption_is_exact(tmp_path: Path) -> None:
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
     for key, value in a["weights"].items():
         torch.testing.assert_close(b["weights"][key], value, rtol=0, atol=0, msg=key)
+    for key, value in a["average"].items():
+        torch.testing.assert_close(b["average"][key], value, rtol=0, atol=0, msg=key)
+    # The chosen model is the averaged one of the best validation epoch, not the raw weights.
+    chosen = read_checkpoint(best_path(Path(cut.out)))
+    epoch = chosen["selection"]["epoch"]
+    assert chosen["selection"]["val_acc"] == max(h["val_acc"] for h in b["history"])
+    assert b["history"][epoch - 1]["val_acc"] == chosen["selection"]["val_acc"]
+    assert any(not torch.equal(chosen["weights"][k], b["weights"][k]) for k in b["weights"])
 
 
 def test_checkpoint_from_other_settings_is_refused(tmp_path: Path) -> None:
@@ -53,10 +64,9 @@ def test_checkpoint_from_other_settings_is_refused(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_shrec11_trains_well_above_chance(tmp_path: Path) -> None:
     config = dataclasses.replace(SHREC, out=str(tmp_path / "shrec"))
-    path = train(config)
-    state = torch.load(path, weights_only=False)
+    state = torch.load(train(config), weights_only=False)
     assert len(state["history"]) == config.epochs
-    result, matrix, class_names = evaluate_protocol(path, "so3")
+    result, matrix, class_names = evaluate_protocol(best_path(Path(config.out)), "so3")
     assert len(class_names) == 30 and matrix.sum() == result["n_test"] == 120
     accuracy = result["accuracy"]
     assert isinstance(accuracy, float)

@@ -34,15 +34,16 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from service.gallery import (
-    BaseGallery,
+from service.gallery.interface import (
     DuplicateId,
     GalleryUnavailable,
     Hit,
     Item,
     check_metadata,
+    hit,
     normalize_descriptor,
 )
+from service.gallery.shipped import BaseGallery
 
 log = logging.getLogger("service.gallery")
 
@@ -260,7 +261,7 @@ class PostgresGallery:
                 [query, *params, k],
             ).fetchall()
         return [
-            Hit(item_id, item_label, float(np.clip(1.0 - distance, -1.0, 1.0)), metadata)
+            hit(item_id, item_label, 1.0 - distance, metadata)
             for item_id, item_label, distance, metadata in rows
         ]
 

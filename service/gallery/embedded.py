@@ -1,15 +1,11 @@
-"""The gallery: labelled descriptors to retrieve from, behind one interface, two stores.
+"""The embedded gallery (the default; no server).
 
-* :class:`EmbeddedGallery` (the default; no server): the shipped ``gallery.npz`` is a
-  read-only base; user additions and deletions go to SQLite in WAL mode with
-  ``synchronous=FULL`` in ``gallery_dir``, committed (fsynced) before the call returns, so an
-  item acknowledged with a 2xx survives ``kill -9`` and power loss. Search is exact cosine over
-  an in-memory float32 matrix of unit rows with numpy (one matrix-vector product). One
-  process owns a store: a lock file stops a second server from opening the same folder.
-* :class:`service.postgres_gallery.PostgresGallery`: the same interface on PostgreSQL with
-  pgvector, for several replicas sharing one gallery.
-
-Descriptors are L2-normalized on the way in, so a score is the cosine similarity.
+The shipped ``gallery.npz`` is a read-only base; user additions and deletions go to SQLite in
+WAL mode with ``synchronous=FULL`` in ``store_dir``, committed (fsynced) before the call
+returns, so an item acknowledged with a 2xx survives ``kill -9`` and power loss. Search is
+exact cosine over an in-memory float32 matrix of unit rows with numpy (one matrix-vector
+product). One process owns a store: a lock file stops a second server from opening the same
+folder.
 """
 
 from __future__ import annotations
@@ -17,139 +13,24 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import sqlite3
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
+from service.gallery.interface import (
+    DuplicateId,
+    Hit,
+    Item,
+    check_metadata,
+    hit,
+    normalize_descriptor,
+)
+from service.gallery.shipped import BaseGallery
+
 log = logging.getLogger("service.gallery")
-
-MAX_METADATA_BYTES = 4096
-
-
-class GalleryError(ValueError):
-    """A request the gallery cannot carry out; ``reason`` is for the user."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class DuplicateId(GalleryError):
-    pass
-
-
-class GalleryUnavailable(RuntimeError):
-    """The gallery's store cannot be reached now (its database is away); retry later."""
-
-
-@dataclass(frozen=True)
-class Item:
-    id: str
-    label: str
-    descriptor: np.ndarray  # (D,) float32, unit norm
-    metadata: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class Hit:
-    id: str
-    label: str
-    score: float
-    metadata: dict[str, Any] | None = None
-
-
-@runtime_checkable
-class Gallery(Protocol):
-    """What the service needs from a gallery store; every method is blocking (call it in a
-    thread from async code)."""
-
-    descriptor_size: int
-
-    def count(self, label: str | None = None) -> int: ...
-
-    def add(self, item: Item) -> None:
-        """Store ``item`` durably; raises :class:`DuplicateId` if its id is taken."""
-
-    def delete(self, item_id: str) -> bool:
-        """Remove durably; False if there was no such id."""
-
-    def get(self, item_id: str) -> Item | None: ...
-
-    def list_items(
-        self, offset: int, limit: int, label: str | None = None
-    ) -> tuple[list[Item], int]:
-        """A page of items sorted by id, and the number of items matching ``label``."""
-
-    def search(self, descriptor: np.ndarray, k: int, label: str | None = None) -> list[Hit]:
-        """The ``k`` items most cosine-similar to ``descriptor``, best first."""
-
-    def close(self) -> None: ...
-
-
-def normalize_descriptor(descriptor: np.ndarray, size: int) -> np.ndarray:
-    """(D,) float32 unit vector; :class:`GalleryError` for a wrong size or no direction."""
-    vector = np.asarray(descriptor, dtype=np.float32).reshape(-1)
-    if vector.shape != (size,):
-        raise GalleryError(f"descriptor has {vector.size} values, the model's has {size}")
-    norm = float(np.linalg.norm(vector))
-    if not np.isfinite(norm) or norm == 0.0:
-        raise GalleryError("descriptor must be finite and non-zero")
-    return vector / np.float32(norm)
-
-
-def check_metadata(metadata: dict[str, Any] | None) -> str | None:
-    """Metadata as JSON text, or :class:`GalleryError` if it is too big."""
-    if metadata is None:
-        return None
-    try:
-        text = json.dumps(metadata, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise GalleryError(f"metadata cannot be stored as JSON: {exc}") from None
-    if len(text.encode()) > MAX_METADATA_BYTES:
-        raise GalleryError(f"metadata is {len(text.encode())} bytes, over {MAX_METADATA_BYTES}")
-    return text
-
-
-@dataclass(frozen=True)
-class BaseGallery:
-    """The shipped read-only gallery: ``ids``, ``labels`` (N,) str, ``descriptors`` (N, D)."""
-
-    ids: np.ndarray
-    labels: np.ndarray
-    descriptors: np.ndarray
-    model: tuple[str, str] | None = None  # (name, version) of the model that computed them
-
-    @classmethod
-    def load(cls, path: Path | None, descriptor_size: int) -> BaseGallery:
-        if path is None:
-            empty = np.zeros(0, dtype=str)
-            return cls(empty, empty, np.zeros((0, descriptor_size), np.float32))
-        with np.load(path, allow_pickle=False) as data:
-            ids, labels = data["ids"].astype(str), data["labels"].astype(str)
-            descriptors = np.asarray(data["descriptors"], dtype=np.float32)
-            model = None
-            if "model_name" in data.files and "model_version" in data.files:
-                model = (str(data["model_name"]), str(data["model_version"]))
-        if descriptors.ndim != 2 or descriptors.shape[1] != descriptor_size:
-            raise ValueError(
-                f"{path}: descriptors have shape {descriptors.shape}, the model's descriptor "
-                f"size is {descriptor_size}; rebuild it with python -m service.build_gallery"
-            )
-        if not (len(ids) == len(labels) == len(descriptors)):
-            raise ValueError(
-                f"{path}: {len(ids)} ids, {len(labels)} labels, {len(descriptors)} descriptors"
-            )
-        if len(np.unique(ids)) != len(ids):
-            raise ValueError(f"{path}: ids are not unique")
-        norms = np.linalg.norm(descriptors, axis=1, keepdims=True)
-        if not (np.isfinite(norms).all() and (norms > 0).all()):
-            raise ValueError(f"{path}: some descriptors are zero or not finite")
-        return cls(ids, labels, descriptors / norms, model)
 
 
 class EmbeddedGallery:
@@ -345,10 +226,10 @@ class EmbeddedGallery:
             best = np.argpartition(-scores, k - 1)[:k]
             best = best[np.argsort(-scores[best], kind="stable")]
             return [
-                Hit(
+                hit(
                     self._ids[rows[i]],
                     self._labels[rows[i]],
-                    float(np.clip(scores[i], -1.0, 1.0)),
+                    float(scores[i]),
                     self._metadata.get(self._ids[rows[i]]),
                 )
                 for i in best
@@ -359,43 +240,3 @@ class EmbeddedGallery:
             self._db.close()
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
-
-
-def open_gallery(
-    backend: str,
-    base_path: Path | None,
-    descriptor_size: int,
-    store_dir: Path,
-    database_url: str | None = None,
-    model: tuple[str, str] | None = None,
-    database_pool_size: int = 4,
-    database_wait_s: float = 60.0,
-) -> Gallery:
-    """The configured store, seeded with (embedded: layered over) the base gallery.
-
-    ``model`` is the served model's (name, version): a base gallery computed by another model
-    is logged as a warning (its descriptors live in another space).
-    """
-    if base_path is not None and not Path(base_path).is_file():
-        log.warning("no base gallery at %s; starting with an empty gallery", base_path)
-        base_path = None
-    base = BaseGallery.load(base_path, descriptor_size)
-    if model is not None and base.model is not None and base.model != model:
-        log.warning(
-            "the base gallery %s was computed by model %s %s, the service runs %s %s: "
-            "rebuild it with python -m service.build_gallery",
-            base_path,
-            *base.model,
-            *model,
-        )
-    if backend == "embedded":
-        return EmbeddedGallery(base, Path(os.path.expanduser(store_dir)))
-    if backend == "postgres":
-        if not database_url:
-            raise ValueError("SHAPES_GALLERY_BACKEND=postgres needs SHAPES_DATABASE_URL")
-        from service.postgres_gallery import PostgresGallery
-
-        return PostgresGallery(
-            base, database_url, pool_size=database_pool_size, connect_timeout_s=database_wait_s
-        )
-    raise ValueError(f"gallery backend must be 'embedded' or 'postgres', got {backend!r}")

@@ -1,0 +1,70 @@
+"""Open the configured gallery store over the shipped base: the one place that knows the
+backends by name (``SHAPES_GALLERY_BACKEND``). A new backend is a module in this package and
+one entry in :data:`BACKENDS`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from service.gallery.interface import Gallery
+from service.gallery.shipped import BaseGallery
+from service.settings import Settings
+
+log = logging.getLogger("service.gallery")
+
+
+def _embedded(base: BaseGallery, settings: Settings) -> Gallery:
+    from service.gallery.embedded import EmbeddedGallery
+
+    return EmbeddedGallery(base, Path(os.path.expanduser(settings.gallery_dir)))
+
+
+def _postgres(base: BaseGallery, settings: Settings) -> Gallery:
+    if settings.database_url is None:
+        raise ValueError("SHAPES_GALLERY_BACKEND=postgres needs SHAPES_DATABASE_URL")
+    from service.gallery.postgres import PostgresGallery
+
+    return PostgresGallery(
+        base,
+        settings.database_url.get_secret_value(),
+        pool_size=settings.database_pool_size,
+        connect_timeout_s=settings.database_wait_s,
+    )
+
+
+BACKENDS: dict[str, Callable[[BaseGallery, Settings], Gallery]] = {
+    "embedded": _embedded,
+    "postgres": _postgres,
+}
+
+
+def open_gallery(
+    settings: Settings, descriptor_size: int, model: tuple[str, str] | None = None
+) -> Gallery:
+    """The configured store, seeded with (embedded: layered over) the base gallery.
+
+    ``model`` is the served model's (name, version): a base gallery computed by another model
+    is logged as a warning (its descriptors live in another space).
+    """
+    opener = BACKENDS.get(settings.gallery_backend)
+    if opener is None:
+        raise ValueError(
+            f"gallery backend must be one of {sorted(BACKENDS)}, got {settings.gallery_backend!r}"
+        )
+    base_path = settings.gallery_path
+    if base_path is not None and not Path(base_path).is_file():
+        log.warning("no base gallery at %s; starting with an empty gallery", base_path)
+        base_path = None
+    base = BaseGallery.load(base_path, descriptor_size)
+    if model is not None and base.model is not None and base.model != model:
+        log.warning(
+            "the base gallery %s was computed by model %s %s, the service runs %s %s: "
+            "rebuild it with python -m service.build_gallery",
+            base_path,
+            *base.model,
+            *model,
+        )
+    return opener(base, settings)

@@ -1,0 +1,125 @@
+"""What a gallery store is and the rules every store applies, written once.
+
+Every backend takes and gives :class:`Item` and :class:`Hit`, raises :class:`GalleryError`
+(:class:`DuplicateId`) for a request it cannot carry out, normalizes descriptors with
+:func:`normalize_descriptor`, checks metadata with :func:`check_metadata` and makes its hits
+with :func:`hit`, so a score means the same thing whichever store computed it: the cosine
+similarity, a float in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+MAX_METADATA_BYTES = 4096
+# What metadata may hold: a flat JSON object of scalars.
+Metadata = dict[str, str | int | float | bool | None]
+
+
+class GalleryError(ValueError):
+    """A request the gallery cannot carry out; ``reason`` is for the user."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DuplicateId(GalleryError):
+    """An item's id is already in the gallery."""
+
+
+class GalleryUnavailable(RuntimeError):
+    """The gallery's store cannot be reached now (its database is away); retry later."""
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    label: str
+    descriptor: np.ndarray  # (D,) float32, unit norm
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    label: str
+    score: float  # cosine similarity in [-1, 1]
+    metadata: dict[str, Any] | None = None
+
+
+@runtime_checkable
+class Gallery(Protocol):
+    """What the service needs from a gallery store; every method is blocking (call it in a
+    thread from async code)."""
+
+    descriptor_size: int
+
+    def count(self, label: str | None = None) -> int: ...
+
+    def add(self, item: Item) -> None:
+        """Store ``item`` durably; raises :class:`DuplicateId` if its id is taken."""
+
+    def delete(self, item_id: str) -> bool:
+        """Remove durably; False if there was no such id."""
+
+    def get(self, item_id: str) -> Item | None: ...
+
+    def list_items(
+        self, offset: int, limit: int, label: str | None = None
+    ) -> tuple[list[Item], int]:
+        """A page of items sorted by id, and the number of items matching ``label``."""
+
+    def search(self, descriptor: np.ndarray, k: int, label: str | None = None) -> list[Hit]:
+        """The ``k`` items most cosine-similar to ``descriptor``, best first."""
+
+    def close(self) -> None: ...
+
+
+def normalize_descriptor(descriptor: np.ndarray, size: int) -> np.ndarray:
+    """(D,) float32 unit vector; :class:`GalleryError` for a wrong size or no direction."""
+    vector = np.asarray(descriptor, dtype=np.float32).reshape(-1)
+    if vector.shape != (size,):
+        raise GalleryError(f"descriptor has {vector.size} values, the model's has {size}")
+    norm = float(np.linalg.norm(vector))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise GalleryError("descriptor must be finite and non-zero")
+    return vector / np.float32(norm)
+
+
+def check_metadata(metadata: dict[str, Any] | None) -> str | None:
+    """Metadata as JSON text, or :class:`GalleryError` if it cannot be stored or is too big."""
+    if metadata is None:
+        return None
+    if not all(isinstance(v, str | int | float | bool) or v is None for v in metadata.values()):
+        raise GalleryError("metadata must be a JSON object of strings, numbers, booleans or null")
+    try:
+        text = json.dumps(metadata, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise GalleryError(f"metadata cannot be stored as JSON: {exc}") from None
+    if len(text.encode()) > MAX_METADATA_BYTES:
+        raise GalleryError(f"metadata is {len(text.encode())} bytes, over {MAX_METADATA_BYTES}")
+    return text
+
+
+def parse_metadata(text: str | None) -> dict[str, Any] | None:
+    """Metadata sent as JSON text (a form field); empty means none. Checked like any other."""
+    if text is None or text == "":
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise GalleryError(f"metadata is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise GalleryError("metadata must be a JSON object of strings, numbers, booleans or null")
+    check_metadata(value)
+    return value
+
+
+def hit(item_id: str, label: str, score: float, metadata: dict[str, Any] | None) -> Hit:
+    """A search result; the score clipped to [-1, 1] (float32 rounding can step past 1)."""
+    return Hit(item_id, label, float(np.clip(score, -1.0, 1.0)), metadata)

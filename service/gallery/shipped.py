@@ -1,0 +1,83 @@
+"""The shipped gallery file (``models/gallery.npz``): written and read here, nowhere else.
+
+The ``.npz`` holds ``ids`` (N,) str (file stems, ``chair_0890``), ``labels`` (N,) str (class
+names), ``descriptors`` (N, D) float32, and optionally the ``model_name`` and
+``model_version`` that computed them and the ``dataset`` they came from. It is the read-only
+base every backend starts from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BaseGallery:
+    """The shipped read-only gallery: ``ids``, ``labels`` (N,) str, ``descriptors`` (N, D)
+    of unit rows."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    descriptors: np.ndarray
+    model: tuple[str, str] | None = None  # (name, version) of the model that computed them
+
+    @classmethod
+    def load(cls, path: Path | None, descriptor_size: int) -> BaseGallery:
+        """The file at ``path`` (None: an empty gallery), checked against the model's size."""
+        if path is None:
+            empty = np.zeros(0, dtype=str)
+            return cls(empty, empty, np.zeros((0, descriptor_size), np.float32))
+        with np.load(path, allow_pickle=False) as data:
+            ids, labels = data["ids"].astype(str), data["labels"].astype(str)
+            descriptors = np.asarray(data["descriptors"], dtype=np.float32)
+            model = None
+            if "model_name" in data.files and "model_version" in data.files:
+                model = (str(data["model_name"]), str(data["model_version"]))
+        if descriptors.ndim != 2 or descriptors.shape[1] != descriptor_size:
+            raise ValueError(
+                f"{path}: descriptors have shape {descriptors.shape}, the model's descriptor "
+                f"size is {descriptor_size}; rebuild it with python -m service.build_gallery"
+            )
+        if not (len(ids) == len(labels) == len(descriptors)):
+            raise ValueError(
+                f"{path}: {len(ids)} ids, {len(labels)} labels, {len(descriptors)} descriptors"
+            )
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError(f"{path}: ids are not unique")
+        norms = np.linalg.norm(descriptors, axis=1, keepdims=True)
+        if not (np.isfinite(norms).all() and (norms > 0).all()):
+            raise ValueError(f"{path}: some descriptors are zero or not finite")
+        return cls(ids, labels, descriptors / norms, model)
+
+
+def write_base_gallery(
+    out: Path,
+    ids: Sequence[str],
+    labels: Sequence[str],
+    descriptors: np.ndarray,
+    model: tuple[str, str] | None = None,
+    dataset: str | None = None,
+) -> None:
+    """Write a gallery file atomically (a killed run leaves the old file or none)."""
+    if len(set(ids)) != len(ids):
+        raise ValueError("gallery ids are not unique")
+    if not (len(ids) == len(labels) == len(descriptors)):
+        raise ValueError(f"{len(ids)} ids, {len(labels)} labels, {len(descriptors)} descriptors")
+    arrays: dict[str, np.ndarray] = {
+        "ids": np.asarray(list(ids), dtype=str),
+        "labels": np.asarray(list(labels), dtype=str),
+        "descriptors": np.asarray(descriptors, dtype=np.float32),
+    }
+    if model is not None:
+        arrays["model_name"], arrays["model_version"] = np.asarray(model[0]), np.asarray(model[1])
+    if dataset is not None:
+        arrays["dataset"] = np.asarray(dataset)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, out)
