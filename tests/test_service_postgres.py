@@ -167,7 +167,7 @@ def test_replicas_started_together_seed_once(
     assert sum("seeded the gallery database" in log for log in logs) == 1, logs
     rows = postgres.query(url, "SELECT count(*), count(DISTINCT id) FROM gallery_items")
     assert rows == [(n_shipped, n_shipped)]
-    assert httpx.get(f"{second.url}/gallery/count").json() == {"count": n_shipped}
+    assert httpx.get(f"{second.url}/gallery/count", timeout=30).json() == {"count": n_shipped}
     index = postgres.query(
         url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'gallery_items_descriptor'"
     )
@@ -194,9 +194,9 @@ def test_added_through_one_found_and_deleted_through_the_other(
     ).json()["neighbors"][0]
     assert (found["id"], found["label"], found["metadata"]) == ("shared_1", "mine", {"by": "first"})
     assert found["score"] == pytest.approx(1.0, abs=1e-4)
-    assert httpx.delete(f"{second.url}/gallery/items/shared_1").status_code == 204
-    assert httpx.get(f"{first.url}/gallery/items/shared_1").status_code == 404
-    assert httpx.delete(f"{first.url}/gallery/items/shared_1").status_code == 404
+    assert httpx.delete(f"{second.url}/gallery/items/shared_1", timeout=30).status_code == 204
+    assert httpx.get(f"{first.url}/gallery/items/shared_1", timeout=30).status_code == 404
+    assert httpx.delete(f"{first.url}/gallery/items/shared_1", timeout=30).status_code == 404
 
 
 def write_until(
@@ -243,7 +243,7 @@ def test_kill_9_during_writes_loses_no_acknowledged_item(
     _, reader, url = pair
     victim = ServerProcess(service_env(url), tmp_path / "victim.log")
     victim.wait_ready()
-    size = httpx.get(f"{victim.url}/model").json()["descriptor_size"]
+    size = httpx.get(f"{victim.url}/model", timeout=30).json()["descriptor_size"]
     acked: dict[str, list[float]] = {}
     stop = threading.Event()
     threads = [
@@ -276,7 +276,7 @@ def test_database_restart_costs_errors_during_the_gap_only(tmp_path: Path) -> No
             tmp_path / "service.log",
         )
         service.wait_ready()
-        size = httpx.get(f"{service.url}/model").json()["descriptor_size"]
+        size = httpx.get(f"{service.url}/model", timeout=30).json()["descriptor_size"]
         acked: dict[str, list[float]] = {}
         stop = threading.Event()
         results: list[list[tuple[float, float, int]]] = [[], []]
@@ -293,7 +293,7 @@ def test_database_restart_costs_errors_during_the_gap_only(tmp_path: Path) -> No
         time.sleep(3.0)
         server.start()
         gap_end = time.monotonic()
-        time.sleep(4.0)
+        time.sleep(8.0)
         stop.set()
         for thread in threads:
             thread.join()
@@ -302,7 +302,7 @@ def test_database_restart_costs_errors_during_the_gap_only(tmp_path: Path) -> No
         failed = [call for call in calls if call[2] != 201]
         assert failed, "no request fell in the gap: the database was not restarted"
         assert {status for *_, status in failed} == {503}, failed
-        recovery_s = 3.0  # the pool's check and reconnection after the restart
+        recovery_s = 5.0  # the pool's check and reconnection after the restart
         assert all(gap_start <= end and start <= gap_end + recovery_s for start, end, _ in failed)
         before = [c for c in calls if c[1] < gap_start]
         after = [c for c in calls if c[0] > gap_end + recovery_s]
