@@ -163,6 +163,8 @@ class PostgresGallery:
                         f" descriptor vector({size}) NOT NULL,"
                         " metadata json)"
                     )
+                    self._seed(connection, base)
+                    # After the seeding: one bulk build of the graph, not one insert per item.
                     connection.execute(
                         "CREATE INDEX IF NOT EXISTS gallery_items_descriptor ON gallery_items "
                         "USING hnsw (descriptor vector_cosine_ops)"
@@ -171,7 +173,6 @@ class PostgresGallery:
                         "CREATE INDEX IF NOT EXISTS gallery_items_label "
                         "ON gallery_items (label, id)"
                     )
-                    self._seed(connection, base)
             finally:
                 if not connection.closed:
                     connection.execute("SELECT pg_advisory_unlock(%s)", (SEED_LOCK_KEY,))
