@@ -75,6 +75,10 @@ cleanup() {
     if [ "$rc" -ne 0 ]; then
       echo "ci.sh: containers of $PROJECT at the failure:" >&2
       "${PODMAN[@]}" ps -a --filter "label=com.docker.compose.project=$PROJECT" >&2
+      for id in $("${PODMAN[@]}" ps -a -q --filter "label=com.docker.compose.project=$PROJECT"); do
+        echo "--- $("${PODMAN[@]}" inspect --format '{{.Name}}' "$id"), its last lines:" >&2
+        "${PODMAN[@]}" logs --tail 8 "$id" >&2
+      done
     fi
     compose --profile scale down -v --timeout 5 >/dev/null 2>&1
   fi
@@ -392,7 +396,7 @@ expect() {  # expect STATUS WHAT METHOD URL [curl args...]
 
 say "default profile: docker-compose up -d"
 t_default=$(now)
-compose up -d --no-build --pull never
+compose up -d --no-build --pull never || die "docker-compose up (default profile) failed"
 wait_healthy shapes 1
 READY_S=$(since "$t_default")
 
@@ -442,11 +446,11 @@ echo "page: GET / and its assets served, /spherical-map PNG $(wc -c <"$WORK/map.
 say "default profile: the gallery's named volume"
 expect 201 "POST /gallery ci-persisted" POST "$URL/gallery" -F "file=@$MESH" -F id=ci-persisted
 compose down --timeout 15
-compose up -d --no-build --pull never
+compose up -d --no-build --pull never || die "docker-compose up (after down) failed"
 wait_healthy shapes 1
 expect 200 "after down + up: GET /gallery/items/ci-persisted" GET "$URL/gallery/items/ci-persisted"
 compose down -v --timeout 15
-compose up -d --no-build --pull never
+compose up -d --no-build --pull never || die "docker-compose up (after down -v) failed"
 wait_healthy shapes 1
 expect 404 "after down -v + up: GET /gallery/items/ci-persisted" GET \
   "$URL/gallery/items/ci-persisted"
@@ -457,7 +461,8 @@ say "scale profile: the database, $REPLICAS replicas, the load balancer"
 t_scale=$(now)
 scale=(--profile scale)
 scale_services=(db shapes-scale lb)
-compose "${scale[@]}" up -d --no-build --pull never "${scale_services[@]}"
+compose "${scale[@]}" up -d --no-build --pull never "${scale_services[@]}" \
+  || die "docker-compose --profile scale up failed: a container did not become healthy"
 wait_healthy db 1
 wait_healthy shapes-scale "$REPLICAS"
 for _ in $(seq 60); do
@@ -484,7 +489,8 @@ assert (item["id"], item["label"]) == ("ci-shared", "shared"), item
 }
 pinned
 compose "${scale[@]}" down --timeout 15
-compose "${scale[@]}" up -d --no-build --pull never "${scale_services[@]}"
+compose "${scale[@]}" up -d --no-build --pull never "${scale_services[@]}" \
+  || die "docker-compose --profile scale up (again) failed"
 wait_healthy shapes-scale "$REPLICAS"
 pinned
 compose "${scale[@]}" down -v --timeout 15
