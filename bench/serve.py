@@ -1,23 +1,29 @@
 """Serving benchmark: start ``python -m service`` and drive it over HTTP with real ModelNet10
-meshes at several concurrencies, with micro-batching on and then off, in the same run.
+meshes, and optionally the service of another revision beside it, with the same load.
 
-    python bench/serve.py                       # models/model.onnx, models/gallery.npz
-    python bench/serve.py --model X.onnx --requests 100 --concurrency 1 8 32
+    python bench/serve.py                        # this tree only
+    python bench/serve.py --against e3d3c57      # this tree and e3d3c57's, interleaved
+    python bench/serve.py --requests 100 --concurrency 1 8 32 --sizes 1000 10000 100000 499999
     python bench/serve.py --gallery-sizes 5000 50000 500000   # only the gallery store
 
-Prints per (batching, concurrency): requests, errors, p50/p99 latency, throughput and the mean
-per-stage split reported by the server (``timings_ms``); first, the p50 of one mesh close to
-10k faces at concurrency 1. Goals (2-core CPU): p50 <= 30 ms for a 10k-face mesh at
-concurrency 1; >= 50 meshes/s at concurrency 32; no errors.
+Loads: one mesh close to 10k faces at concurrency 1; ``--meshes`` random ModelNet10 test
+meshes at each ``--concurrency``; and uploads of one shape subdivided to each of ``--sizes``
+faces (made here, never stored) at concurrency 1. With ``--against REV`` both services run at
+once and every load is cut into ``--rounds`` chunks that alternate between them (the order
+flips each round), so a busy spell on a shared machine hits both alike. Printed per load and
+service: requests, errors, p50/p99 latency, meshes/s, the server's CPU per request (its
+process's CPU time over the load, all threads; ``WEB_CONCURRENCY`` workers' too), the mean
+per-stage split the server reports; then the ratios old / new.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import re
+import signal
 import socket
 import subprocess
 import sys
@@ -37,17 +43,13 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.meshgen import SIZES, closest, encode, mesh_of_size, off_faces  # noqa: E402
+from bench.trees import worktree_of  # noqa: E402
+
 STAGES = ("read", "parse", "normalize", "hull", "cast", "features", "queue", "inference", "search")
-_OFF_COUNTS = re.compile(rb"\A\s*OFF\s*(\d+)\s+(\d+)")
 
 
 # ----------------------------------------------------------------------------- meshes
-
-
-def off_faces(path: Path) -> int:
-    with open(path, "rb") as f:
-        match = _OFF_COUNTS.match(f.read(256))
-    return int(match.group(2)) if match else -1
 
 
 def pick_meshes(root: Path, n: int, seed: int) -> tuple[list[Path], Path]:
@@ -57,8 +59,7 @@ def pick_meshes(root: Path, n: int, seed: int) -> tuple[list[Path], Path]:
         raise SystemExit(f"no ModelNet10 test meshes under {root}")
     rng = np.random.default_rng(seed)
     sample = [paths[i] for i in rng.choice(len(paths), size=min(n, len(paths)), replace=False)]
-    ten_k = min(paths, key=lambda p: abs(off_faces(p) - 10_000))
-    return sample, ten_k
+    return sample, closest(root, 10_000)
 
 
 # ----------------------------------------------------------------------------- the server
@@ -71,14 +72,18 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, tree: Path = REPO, name: str = "new"
+    ) -> None:
+        self.name = name
+        self.tree = tree
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = open(log, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service"],
-            cwd=REPO,
-            env={**os.environ, "SHAPES_PORT": str(self.port), **env},
+            cwd=tree,
+            env={**os.environ, "PYTHONPATH": str(tree), "SHAPES_PORT": str(self.port), **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -97,9 +102,8 @@ class Server:
         raise SystemExit("the server did not become ready")
 
     def cpu_s(self) -> float:
-        """User + system CPU seconds of the server process so far (Linux /proc)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU seconds of the server and its worker processes so far (/proc)."""
+        return sum(_process_cpu_s(pid) for pid in _process_tree(self.process.pid))
 
     def stop(self) -> None:
         self.process.terminate()
@@ -108,6 +112,31 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self._log.close()
+
+
+def _process_cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's worker processes), from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parts = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(parts[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
 
 
 # ----------------------------------------------------------------------------- the load
@@ -123,6 +152,18 @@ class Run:
     errors: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     server_cpu_s: float = 0.0
+    faces: int = 0
+
+    def add(self, other: Run) -> None:
+        """Pool another chunk of the same load into this one."""
+        self.latencies_ms += other.latencies_ms
+        for stage, values in other.stages.items():
+            self.stages.setdefault(stage, []).extend(values)
+        self.batch_sizes += other.batch_sizes
+        for kind, count in other.errors.items():
+            self.errors[kind] = self.errors.get(kind, 0) + count
+        self.wall_s += other.wall_s
+        self.server_cpu_s += other.server_cpu_s
 
     def row(self) -> dict[str, object]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.zeros(1)
@@ -141,6 +182,7 @@ class Run:
             # about 2000 / cpu_ms_per_mesh meshes/s, whatever else runs on the machine.
             "cpu_ms_per_mesh": 1e3 * self.server_cpu_s / n if n else 0.0,
             "stages_ms": {k: float(np.mean(v)) for k, v in self.stages.items()},
+            "faces": self.faces,
         }
 
 
@@ -151,9 +193,10 @@ async def drive(
     n_requests: int,
     concurrency: int,
     label: str,
+    offset: int = 0,
 ) -> Run:
     run = Run(label, concurrency)
-    counter = iter(range(n_requests))
+    counter = iter(range(offset, offset + n_requests))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
     async def worker(client: httpx.AsyncClient) -> None:
@@ -198,19 +241,56 @@ def measured(server: Server, coroutine: Any) -> Run:
 def print_table(rows: list[dict[str, object]]) -> None:
     stages = [s for s in STAGES if any(s in r["stages_ms"] for r in rows)]  # type: ignore[operator]
     head = (
-        f"{'run':<26}{'conc':>5}{'n':>6}{'err':>5}{'p50 ms':>9}{'p99 ms':>9}{'mesh/s':>8}"
-        f"{'batch':>7}{'cpu ms':>8}" + "".join(f"{s[:9]:>10}" for s in stages)
+        f"{'server':<14}{'run':<32}{'conc':>5}{'n':>6}{'err':>5}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'mesh/s':>8}{'batch':>7}{'cpu ms':>8}" + "".join(f"{s[:9]:>10}" for s in stages)
     )
     print(head)
     print("-" * len(head))
     for r in rows:
         split = r["stages_ms"]
         print(
-            f"{r['run']:<26}{r['concurrency']:>5}{r['requests']:>6}{r['errors']:>5}"
-            f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['throughput']:>8.1f}{r['mean_batch']:>7.2f}"
-            f"{r['cpu_ms_per_mesh']:>8.1f}"
+            f"{str(r['server'])[:13]:<14}{str(r['run'])[:31]:<32}{r['concurrency']:>5}"
+            f"{r['requests']:>6}{r['errors']:>5}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
+            f"{r['throughput']:>8.1f}{r['mean_batch']:>7.2f}{r['cpu_ms_per_mesh']:>8.1f}"
             + "".join(f"{split.get(s, float('nan')):>10.2f}" for s in stages)  # type: ignore[union-attr]
         )
+
+
+def print_ratios(rows: list[dict[str, object]]) -> None:
+    """old / new for each load: above 1, the new tree is faster (or cheaper)."""
+    print(f"{'run':<32}{'conc':>5}{'p50 old/new':>13}{'cpu old/new':>13}{'mesh/s new/old':>16}")
+    olds = [r for r in rows if r["server"] != "new"]
+    news = [r for r in rows if r["server"] == "new"]
+    for old, new in zip(olds, news, strict=True):
+        print(
+            f"{str(new['run'])[:31]:<32}{new['concurrency']:>5}"
+            f"{_ratio(old['p50_ms'], new['p50_ms']):>13.2f}"
+            f"{_ratio(old['cpu_ms_per_mesh'], new['cpu_ms_per_mesh']):>13.2f}"
+            f"{_ratio(new['throughput'], old['throughput']):>16.2f}"
+        )
+
+
+def print_scaling(rows: list[dict[str, object]]) -> None:
+    """The new tree's cost per face at each upload size, against the size nearest 10k."""
+    if not rows:
+        return
+    reference = min(rows, key=lambda r: abs(int(r["faces"]) - 10_000))  # type: ignore[call-overload]
+    print(f"\n{'faces':>9}{'p50 ms':>9}{'cpu ms':>9}{'p50 us/face':>13}{'cpu us/face':>13}"
+          f"{'p50/face vs 10k':>17}{'cpu/face vs 10k':>17}")  # fmt: skip
+    for r in rows:
+        n = int(r["faces"])  # type: ignore[call-overload]
+        per_p50 = 1e3 * float(r["p50_ms"]) / n  # type: ignore[arg-type]
+        per_cpu = 1e3 * float(r["cpu_ms_per_mesh"]) / n  # type: ignore[arg-type]
+        ref_p50 = 1e3 * float(reference["p50_ms"]) / int(reference["faces"])  # type: ignore[arg-type, call-overload]
+        ref_cpu = 1e3 * float(reference["cpu_ms_per_mesh"]) / int(reference["faces"])  # type: ignore[arg-type, call-overload]
+        print(
+            f"{n:>9}{r['p50_ms']:>9.1f}{r['cpu_ms_per_mesh']:>9.1f}{per_p50:>13.3f}"
+            f"{per_cpu:>13.3f}{per_p50 / ref_p50:>17.2f}{per_cpu / ref_cpu:>17.2f}"
+        )
+
+
+def _ratio(a: object, b: object) -> float:
+    return float(a) / float(b) if float(b) else float("nan")  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------- gallery store
@@ -259,96 +339,107 @@ def bench_gallery(sizes: list[int], dim: int, queries: int = 100) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=REPO / "models" / "model.onnx")
-    parser.add_argument("--gallery", type=Path, default=REPO / "models" / "gallery.npz")
+    parser.add_argument("--model", type=Path, default=None, help="default: each tree's own")
+    parser.add_argument("--gallery", type=Path, default=None, help="default: each tree's own")
     parser.add_argument("--mesh-root", type=Path, default=None, help="ModelNet10 folder")
     parser.add_argument("--endpoint", default="/classify", choices=["/classify", "/retrieve"])
+    parser.add_argument("--against", default=None, metavar="REV", help="also serve this revision")
+    parser.add_argument("--rounds", type=int, default=4, help="alternating chunks per load")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--requests", type=int, default=200, help="per concurrency")
-    parser.add_argument("--single-requests", type=int, default=50, help="10k-face mesh, c=1")
+    parser.add_argument("--single-requests", type=int, default=100, help="10k-face mesh, c=1")
+    parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES), help="faces")
+    parser.add_argument("--size-requests", type=int, default=12, help="per size")
     parser.add_argument("--meshes", type=int, default=64)
-    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-batch-size", type=int, default=32, help="1 turns batching off")
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
-    parser.add_argument("--no-compare", action="store_true", help="skip batching off")
+    parser.add_argument("--workers", type=int, default=None, help="WEB_CONCURRENCY of ours")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gallery-sizes", type=int, nargs="*", default=None)
     parser.add_argument("--gallery-dim", type=int, default=128)
     args = parser.parse_args(argv)
+    # A terminated benchmark stops its servers and removes its worktree (the ExitStack below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     if args.gallery_sizes:
         bench_gallery(args.gallery_sizes, args.gallery_dim)
         return 0
-    if not args.model.is_file():
-        raise SystemExit(f"no model at {args.model}")
     if args.mesh_root is None:
         from raymap.datasets import dataset_root
 
         args.mesh_root = dataset_root("modelnet10")
     sample, ten_k = pick_meshes(args.mesh_root, args.meshes, args.seed)
+    loads: list[tuple[str, list[tuple[str, bytes]], int, int, int]] = [
+        (f"10k faces ({ten_k.stem})", [(ten_k.name, ten_k.read_bytes())], 1,
+         args.single_requests, off_faces(ten_k)),
+    ]  # fmt: skip
     uploads = [(p.name, p.read_bytes()) for p in sample]
-    single = [(ten_k.name, ten_k.read_bytes())]
     faces = [off_faces(p) for p in sample]
+    for concurrency in args.concurrency:
+        loads.append(("ModelNet10 mix", uploads, concurrency, args.requests, 0))
+    for target in args.sizes:
+        name, mesh = mesh_of_size(args.mesh_root, target)
+        loads.append((f"upload {name}", [(f"{name}.off", encode(mesh, "off"))], 1,
+                      args.size_requests, len(mesh.faces)))  # fmt: skip
     print(
-        f"model {args.model}; {len(sample)} ModelNet10 test meshes "
-        f"(faces: median {int(np.median(faces))}, max {max(faces)}); "
-        f"10k-face mesh: {ten_k.name} ({off_faces(ten_k)} faces); cpu count {os.cpu_count()}"
+        f"{len(sample)} ModelNet10 test meshes (faces: median {int(np.median(faces))}, max "
+        f"{max(faces)}); 10k-face mesh {ten_k.name} ({off_faces(ten_k)} faces); sizes "
+        f"{[f for *_, f in loads[len(args.concurrency) + 1 :]]}; {os.cpu_count()} cores; load "
+        f"average at the start {', '.join(f'{x:.1f}' for x in os.getloadavg())}"
     )
-    configs = [("batching on", args.max_batch_size)]
-    if not args.no_compare:
-        configs.append(("batching off", 1))
-    rows: list[dict[str, object]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, max_batch in configs:
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        trees = [("new", REPO)]
+        if args.against:
+            trees.insert(0, (f"old {args.against}", stack.enter_context(worktree_of(args.against))))
+        servers = []
+        for name, tree in trees:
+            key = name.split()[0]
             env = {
-                "SHAPES_MODEL_PATH": str(args.model),
-                "SHAPES_GALLERY_PATH": str(args.gallery) if args.gallery.is_file() else "none",
-                "SHAPES_GALLERY_DIR": str(Path(tmp) / f"gallery-{max_batch}"),
-                "SHAPES_MAX_BATCH_SIZE": str(max_batch),
+                "SHAPES_MODEL_PATH": str(args.model or tree / "models" / "model.onnx"),
+                "SHAPES_GALLERY_PATH": str(args.gallery or tree / "models" / "gallery.npz"),
+                "SHAPES_GALLERY_DIR": str(tmp / f"gallery-{key}"),
+                "SHAPES_MAX_BATCH_SIZE": str(args.max_batch_size),
                 "SHAPES_MAX_WAIT_MS": str(args.max_wait_ms),
                 "SHAPES_MAX_PENDING": str(max(256, 2 * max(args.concurrency))),
                 "SHAPES_LOG_LEVEL": "warning",
             }
-            server = Server(env, Path(tmp) / f"server-{max_batch}.log")
-            try:
-                server.wait_ready()
-                model = httpx.get(f"{server.url}/model").json()
-                if not rows:
-                    print(
-                        f"model {model['name']} v{model['version']}, b={model['bandwidth']}, "
-                        f"{model['provider']}"
-                    )
-                asyncio.run(drive(server.url, args.endpoint, uploads, 16, 4, "warm-up"))
-                if name == "batching on":
+            if key == "new" and args.workers:
+                env["WEB_CONCURRENCY"] = str(args.workers)
+            server = Server(env, tmp / f"server-{key}.log", tree, name)
+            stack.callback(server.stop)
+            servers.append(server)
+        for server in servers:
+            server.wait_ready()
+            model = httpx.get(f"{server.url}/model").json()
+            print(
+                f"{server.name}: {server.tree} model {model['name']} v{model['version']}, "
+                f"b={model['bandwidth']}, {model['provider']}"
+            )
+            asyncio.run(drive(server.url, args.endpoint, uploads, 16, 4, "warm-up"))
+        rows: list[dict[str, object]] = []
+        for label, load_uploads, concurrency, n_requests, n_faces in loads:
+            pooled = {s.name: Run(label, concurrency, faces=n_faces) for s in servers}
+            chunk = -(-n_requests // args.rounds)
+            for r in range(args.rounds):
+                order = servers if r % 2 == 0 else servers[::-1]
+                for server in order:
                     run = measured(
                         server,
-                        drive(
-                            server.url,
-                            args.endpoint,
-                            single,
-                            args.single_requests,
-                            1,
-                            f"10k faces, {name}",
-                        ),
-                    )
-                    rows.append(run.row())
-                for concurrency in args.concurrency:
-                    run = measured(
-                        server,
-                        drive(
-                            server.url,
-                            args.endpoint,
-                            uploads,
-                            args.requests,
-                            concurrency,
-                            f"ModelNet10, {name}",
-                        ),
-                    )
-                    rows.append(run.row())
-            finally:
-                server.stop()
+                        drive(server.url, args.endpoint, load_uploads, chunk, concurrency,
+                              label, offset=r * chunk),
+                    )  # fmt: skip
+                    pooled[server.name].add(run)
+            for server in servers:
+                rows.append({"server": server.name, **pooled[server.name].row()})
+            print(f"  done: {label}, c={concurrency}", flush=True)
     print()
     print_table(rows)
+    if args.against:
+        print()
+        print_ratios(rows)
+    print_scaling([r for r in rows if r["server"] == "new" and str(r["run"]).startswith("upload")])
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\nload average at the end (1, 5, 15 min): {load} on {os.cpu_count()} cores")
     if args.json:

@@ -1,23 +1,124 @@
-"""Ray casting with embreex, called directly on float32 arrays.
+"""Ray casting with Embree 4, called through ``ctypes`` on the library the embreex wheel ships.
 
 One :class:`RayScene` per triangle set: the BVH is built once and any number of ray bundles
-are cast against it (one bundle per rotated copy). trimesh's own ray engines are never used.
+are cast against it (one bundle per rotated copy). The scene *shares* the caller's float32
+vertex and uint32 index arrays (``rtcSetSharedGeometryBuffer``): nothing is copied element by
+element, which is what embreex's own ``TriangleMesh`` constructor does (it cost more than the
+BVH build itself). Rays go to Embree in packets of 8 (``rtcIntersect8``, native on AVX2),
+so a 4,096-ray bundle is 512 foreign calls; ``ctypes`` releases the GIL during each.
+
+The device runs Embree's builds on the calling thread only (``threads=1`` unless
+``RAYMAP_EMBREE_THREADS`` says otherwise): a server already runs one cast per core, and a
+thread pool per build only adds contention (and idle-spinning CPU) under concurrency.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
-from embreex import rtcore, rtcore_scene
-from embreex.mesh_construction import TriangleMesh
+
+# Embree 4 enums (rtcore_common.h, rtcore_buffer.h, rtcore_geometry.h, rtcore_scene.h).
+_GEOMETRY_TYPE_TRIANGLE = 0
+_BUFFER_TYPE_INDEX = 0
+_BUFFER_TYPE_VERTEX = 1
+_FORMAT_UINT3 = 0x5003
+_FORMAT_FLOAT3 = 0x9003
+_SCENE_FLAG_ROBUST = 1 << 2
+_INVALID_ID = 0xFFFFFFFF
+_DEVICE_PROPERTY_VERSION_MAJOR = 1
+
+# RTCRayHit8 (rtcore_ray.h), structure of arrays, 8 lanes each, 32-byte aligned:
+# ray: org_x, org_y, org_z, tnear, dir_x, dir_y, dir_z, time, tfar, mask, id, flags;
+# hit: Ng_x, Ng_y, Ng_z, u, v, primID, geomID, instID[1] (+ instPrimID[1] in some builds,
+# hence one spare row: Embree writes no further).
+_LANES = 8
+_ROWS = 21
+_ORG, _DIR, _TFAR, _MASK, _NG, _GEOM_ID, _INST_ID = 0, 4, 8, 9, 12, 18, 19
+_ALIGN = 64
+
+_void_p = ctypes.c_void_p
+
+
+def _library_path() -> str:
+    """The libembree4 the embreex wheel bundles (Linux, macOS), else the system's."""
+    import embreex
+
+    package = Path(embreex.__file__).resolve().parent
+    for folder in (package.parent / "embreex.libs", package / ".dylibs", package):
+        found = sorted(folder.glob("*embree4*")) if folder.is_dir() else []
+        libraries = [p for p in found if p.suffix in (".so", ".dylib", ".dll") or ".so." in p.name]
+        if libraries:
+            return str(libraries[0])
+    system = ctypes.util.find_library("embree4")
+    if system is None:
+        raise ImportError("no libembree4 found (neither in the embreex wheel nor on the system)")
+    return system
 
 
 @lru_cache(maxsize=1)
-def _device() -> rtcore.EmbreeDevice:
-    """One embree device per process (creating one per scene starts a thread pool each time)."""
-    return rtcore.EmbreeDevice()
+def _embree() -> ctypes.CDLL:
+    lib = ctypes.CDLL(_library_path())
+    signatures: dict[str, tuple[object, list[object]]] = {
+        "rtcNewDevice": (_void_p, [ctypes.c_char_p]),
+        "rtcGetDeviceProperty": (ctypes.c_ssize_t, [_void_p, ctypes.c_int]),
+        "rtcGetDeviceError": (ctypes.c_int, [_void_p]),
+        "rtcNewScene": (_void_p, [_void_p]),
+        "rtcSetSceneFlags": (None, [_void_p, ctypes.c_int]),
+        "rtcNewGeometry": (_void_p, [_void_p, ctypes.c_int]),
+        "rtcSetSharedGeometryBuffer": (
+            None,
+            [
+                _void_p,
+                ctypes.c_int,
+                ctypes.c_uint,
+                ctypes.c_int,
+                _void_p,
+                ctypes.c_size_t,
+                ctypes.c_size_t,
+                ctypes.c_size_t,
+            ],
+        ),
+        "rtcCommitGeometry": (None, [_void_p]),
+        "rtcAttachGeometry": (ctypes.c_uint, [_void_p, _void_p]),
+        "rtcReleaseGeometry": (None, [_void_p]),
+        "rtcCommitScene": (None, [_void_p]),
+        "rtcReleaseScene": (None, [_void_p]),
+        "rtcIntersect8": (None, [_void_p, _void_p, _void_p, _void_p]),
+    }
+    for name, (restype, argtypes) in signatures.items():
+        function = getattr(lib, name)
+        function.restype = restype
+        function.argtypes = argtypes
+    return lib
+
+
+def embree_threads() -> int:
+    """Embree's build threads per process: ``RAYMAP_EMBREE_THREADS`` (default 1; 0 = all)."""
+    return int(os.environ.get("RAYMAP_EMBREE_THREADS", "1"))
+
+
+@lru_cache(maxsize=1)
+def _device() -> int:
+    """One Embree device per process (each device owns a thread pool)."""
+    lib = _embree()
+    threads = embree_threads()
+    config = f"threads={threads}" if threads > 0 else ""
+    device = lib.rtcNewDevice(config.encode())
+    if not device:
+        raise RuntimeError("Embree could not create a device")
+    major = lib.rtcGetDeviceProperty(device, _DEVICE_PROPERTY_VERSION_MAJOR)
+    if major != 4:
+        raise RuntimeError(f"raymap needs Embree 4, the library is Embree {major}")
+    return int(device)
+
+
+_VALID = (ctypes.c_int * _LANES)(*([-1] * _LANES))
 
 
 @dataclass(frozen=True)
@@ -30,26 +131,80 @@ class Hits:
 
 
 class RayScene:
-    """An embree scene over one triangle mesh (float32 vertices, int32 faces)."""
+    """An Embree scene over one triangle mesh; the BVH is built on construction."""
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray) -> None:
-        self._scene = rtcore_scene.EmbreeScene(device=_device(), robust=True)
-        TriangleMesh(
-            self._scene,
-            np.ascontiguousarray(vertices, dtype=np.float32),
-            np.ascontiguousarray(faces, dtype=np.int32),
+        lib = _embree()
+        device = _device()
+        n_vertices, n_faces = len(vertices), len(faces)
+        # Embree reads vertices with 16-byte loads: one spare float3 after the last vertex.
+        self._vertices = np.empty((n_vertices + 1, 3), dtype=np.float32)
+        self._vertices[:n_vertices] = vertices
+        self._vertices[n_vertices] = 0.0
+        self._faces = np.ascontiguousarray(faces, dtype=np.uint32)
+        self.n_faces = n_faces
+        self._lib = lib
+        self._scene = lib.rtcNewScene(device)
+        if not self._scene:
+            raise RuntimeError(f"Embree could not create a scene (error {_error(device)})")
+        lib.rtcSetSceneFlags(self._scene, _SCENE_FLAG_ROBUST)
+        geometry = lib.rtcNewGeometry(device, _GEOMETRY_TYPE_TRIANGLE)
+        lib.rtcSetSharedGeometryBuffer(
+            geometry,
+            _BUFFER_TYPE_VERTEX,
+            0,
+            _FORMAT_FLOAT3,
+            self._vertices.ctypes.data,
+            0,
+            12,
+            n_vertices,
         )
-        self.n_faces = len(faces)
-        # embreex builds the BVH on the first query: do it now, so that casting is only casting.
-        self._scene.run(np.zeros((1, 3), np.float32), np.ones((1, 3), np.float32))
+        lib.rtcSetSharedGeometryBuffer(
+            geometry, _BUFFER_TYPE_INDEX, 0, _FORMAT_UINT3, self._faces.ctypes.data, 0, 12, n_faces
+        )
+        lib.rtcCommitGeometry(geometry)
+        lib.rtcAttachGeometry(self._scene, geometry)
+        lib.rtcReleaseGeometry(geometry)
+        lib.rtcCommitScene(self._scene)  # the BVH build, on this thread
+        code = _error(device)
+        if code:
+            raise RuntimeError(f"Embree failed to build the scene (error {code})")
+
+    def __del__(self) -> None:
+        scene = getattr(self, "_scene", None)
+        if scene:
+            self._lib.rtcReleaseScene(scene)
+            self._scene = None
 
     def cast(self, origins: np.ndarray, directions: np.ndarray) -> Hits:
         """First hit along each ray ``origins[i] + t directions[i]``, ``t >= 0``."""
-        out = self._scene.run(
-            np.ascontiguousarray(origins, dtype=np.float32),
-            np.ascontiguousarray(directions, dtype=np.float32),
-            output=1,
-        )
-        hit = out["geomID"] != -1
-        distance = np.where(hit, out["tfar"], np.float32(np.inf))
-        return Hits(hit=hit, distance=distance, normal=out["Ng"])
+        n_rays = len(origins)
+        n_packets = -(-n_rays // _LANES)
+        padded = n_packets * _LANES
+        raw = np.empty(n_packets * _ROWS * _LANES + _ALIGN // 4, dtype=np.float32)
+        start = (-raw.ctypes.data % _ALIGN) // 4
+        packets = raw[start : start + n_packets * _ROWS * _LANES].reshape(n_packets, _ROWS, _LANES)
+        as_uint = packets.view(np.uint32)
+        packets[:] = 0.0
+        for first, rays in ((_ORG, origins), (_DIR, directions)):
+            lanes = np.zeros((padded, 3), dtype=np.float32)
+            lanes[:n_rays] = rays
+            lanes[n_rays:, 2] = 1.0  # padding rays: a valid direction, never read back
+            packets[:, first : first + 3] = lanes.reshape(n_packets, _LANES, 3).transpose(0, 2, 1)
+        packets[:, _TFAR] = np.inf
+        as_uint[:, _MASK] = _INVALID_ID
+        as_uint[:, _GEOM_ID] = _INVALID_ID
+        as_uint[:, _INST_ID] = _INVALID_ID
+        intersect, scene, valid = self._lib.rtcIntersect8, self._scene, _VALID
+        address, stride = packets.ctypes.data, _ROWS * _LANES * 4
+        for i in range(n_packets):
+            intersect(valid, scene, address + i * stride, None)
+        hit = as_uint[:, _GEOM_ID].reshape(padded)[:n_rays] != _INVALID_ID
+        tfar = packets[:, _TFAR].reshape(padded)[:n_rays]
+        distance = np.where(hit, tfar, np.float32(np.inf))
+        normal = packets[:, _NG : _NG + 3].transpose(0, 2, 1).reshape(padded, 3)[:n_rays]
+        return Hits(hit=hit, distance=distance, normal=np.ascontiguousarray(normal))
+
+
+def _error(device: int) -> int:
+    return int(_embree().rtcGetDeviceError(device))

@@ -5,8 +5,14 @@ an upload is a single file). A scene is merged into one mesh with its node trans
 applied; point clouds and paths in a scene are dropped. glTF is +Y up by specification, so
 GLB/GLTF meshes are turned to +Z up, the polar axis of the grid.
 
-OFF is parsed by a vectorized reader (ModelNet40's glued header ``OFF490 518 0`` included)
-with trimesh's reader as the fallback for polygons and colours.
+OFF is read by numpy's C parser (``np.loadtxt``) when it has one vertex and one triangle per
+line, as ModelNet's files do (its glued header ``OFF490 518 0`` included), else token by
+token, with trimesh's reader as the fallback for polygons and colours. The other formats go
+through trimesh's loaders.
+
+What an upload can make the loader read is the upload itself: every loader gets the bytes
+without a path or a resolver, so an OBJ's ``mtllib /etc/passwd`` or a glTF's ``file:`` URI
+reaches nothing on the server's disk (a glTF that needs another file is refused outright).
 
 Every failure is a :class:`~raymap.errors.MeshError` with a reason a user can act on.
 """
@@ -16,7 +22,9 @@ from __future__ import annotations
 import io
 import json
 import re
+import warnings
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import trimesh
@@ -30,6 +38,25 @@ DEFAULT_MAX_FACES = 500_000
 _Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 _OFF_HEADER = re.compile(rb"\A\s*(C?N?OFF)")
 _OFF_COMMENT = re.compile(rb"#[^\r\n]*")
+_COUNT = re.compile(rb"[0-9]+")
+# OBJ lines the fast reader understands; any other line (mtllib, usemtl, g, vn, ...) goes to
+# trimesh's reader.
+_OBJ_OTHER_LINE = re.compile(rb"^(?![vf][ \t]|#|[ \t\r]*$)", re.MULTILINE)
+_OBJ_FACE_LINE = re.compile(rb"^f[ \t]", re.MULTILINE)
+_OBJ_VERTEX_LINE = re.compile(rb"^v[ \t]", re.MULTILINE)
+_OBJ_SLASHED = re.compile(rb"/[^ \t\r\n]*")  # not int(): it also takes "4_0", "+4" and "٤"
+# A JSON document nested deeper than this is no glTF; json.loads would recurse into it.
+_MAX_JSON_DEPTH = 64
+
+
+class Triangles(Protocol):
+    """Anything with triangle arrays, such as a ``trimesh.Trimesh``."""
+
+    @property
+    def vertices(self) -> np.ndarray: ...
+
+    @property
+    def faces(self) -> np.ndarray: ...
 
 
 def file_type_of(name: str) -> str:
@@ -51,14 +78,18 @@ def load_mesh(data: bytes, file_type: str, max_faces: int = DEFAULT_MAX_FACES) -
         )
     if not data:
         raise MeshError(f"the {fmt.upper()} file is empty")
+    simple = _read_simple_obj(data) if fmt == "obj" else None
     if fmt == "off":
         vertices, faces = _read_off(data, max_faces)
+    elif simple is not None:
+        vertices, faces = simple
     else:
         if fmt == "gltf":
             _check_gltf_is_self_contained(data)
         vertices, faces = _read_with_trimesh(data, fmt)
     if fmt in ("glb", "gltf") and len(vertices):
         vertices = vertices @ _Y_UP_TO_Z_UP.T
+    # A Trimesh costs ~10 us here (process=False, validate=False: its caches are lazy).
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False, validate=False)
     validate_mesh(mesh, max_faces)
     return mesh
@@ -74,27 +105,37 @@ def load_mesh_file(path: str | Path, max_faces: int = DEFAULT_MAX_FACES) -> trim
     return load_mesh(data, path.suffix or path.name, max_faces=max_faces)
 
 
-def validate_mesh(mesh: trimesh.Trimesh, max_faces: int | None = DEFAULT_MAX_FACES) -> None:
+def validate_mesh(mesh: Triangles, max_faces: int | None = DEFAULT_MAX_FACES) -> None:
     """Raise :class:`MeshError` unless ``mesh`` can be ray cast; cheap (one pass over it).
 
     ``max_faces=None`` means no cap.
     """
     vertices = np.asarray(mesh.vertices)
     faces = np.asarray(mesh.faces)
+    if vertices.ndim != 2 or vertices.shape[1] != 3:
+        width = vertices.shape[1] if vertices.ndim == 2 else 0
+        raise MeshError(f"the vertices have {width} coordinates each; a 3D mesh needs 3")
     if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
         raise MeshError("the mesh has no faces (a point cloud or an empty file?)")
     if max_faces is not None and len(faces) > max_faces:
         raise MeshError(f"the mesh has {len(faces)} faces, more than the limit of {max_faces}")
-    if faces.min() < 0 or faces.max() >= len(vertices):
+    lowest, highest = int(faces.min()), int(faces.max())
+    if lowest < 0 or highest >= len(vertices):
         raise MeshError(
-            f"face indices out of range: they span [{faces.min()}, {faces.max()}] "
+            f"face indices out of range: they span [{lowest}, {highest}] "
             f"but there are {len(vertices)} vertices"
         )
-    used = vertices[faces.ravel()]
-    if not np.isfinite(used).all():
+    used = np.zeros(len(vertices), dtype=bool)
+    used[faces.ravel()] = True
+    if not used.all():  # only the vertices of faces count
+        vertices = vertices[used]
+    if not np.isfinite(vertices).all():
         n_bad = int((~np.isfinite(vertices)).any(axis=1).sum())
-        raise MeshError(f"{n_bad} vertices have non-finite coordinates (NaN or infinity)")
-    extent = used.max(axis=0) - used.min(axis=0)
+        raise MeshError(
+            f"{n_bad} vertices have non-finite coordinates (NaN, infinity, or a number "
+            "beyond the float64 range, about 1.8e308)"
+        )
+    extent = vertices.max(axis=0) - vertices.min(axis=0)
     if not extent.max() > 0:
         raise MeshError("the mesh has zero extent: all its faces collapse to one point")
 
@@ -116,22 +157,44 @@ def _read_with_trimesh(data: bytes, fmt: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_gltf_is_self_contained(data: bytes) -> None:
     """An uploaded .gltf cannot reach its .bin or texture files: say so plainly."""
+    depth = _json_depth(data)
+    if depth > _MAX_JSON_DEPTH:
+        raise MeshError(
+            f"cannot read the GLTF file: its JSON is nested {depth} deep (at most "
+            f"{_MAX_JSON_DEPTH})"
+        )
     try:
         document = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MeshError(f"cannot read the GLTF file: it is not JSON ({exc})") from exc
     if not isinstance(document, dict):
         raise MeshError("cannot read the GLTF file: its JSON is not an object")
+    buffers = document.get("buffers", [])
+    if not isinstance(buffers, list) or not all(isinstance(b, dict) for b in buffers):
+        raise MeshError("cannot read the GLTF file: 'buffers' must be a list of objects")
     external = [
         str(buffer.get("uri"))
-        for buffer in document.get("buffers", [])
-        if isinstance(buffer, dict) and not str(buffer.get("uri", "data:")).startswith("data:")
+        for buffer in buffers
+        if not str(buffer.get("uri", "data:")).startswith("data:")
     ]
     if external:
         raise MeshError(
             f"the GLTF file refers to external files ({', '.join(external[:3])}); "
             "upload a .glb, or a .gltf with embedded buffers"
         )
+
+
+def _json_depth(data: bytes) -> int:
+    """How deep the brackets of a JSON text nest (brackets inside strings count too: an
+    upper bound, which is all a limit needs); vectorized, so a 32 MiB file costs ~0.1 s."""
+    chars = np.frombuffer(data, dtype=np.uint8)
+    step = np.zeros(256, dtype=np.int8)
+    step[[ord("["), ord("{")]] = 1
+    step[[ord("]"), ord("}")]] = -1
+    steps = step[chars]
+    if not steps.any():
+        return 0
+    return int(np.add.accumulate(steps, dtype=np.int64).max())
 
 
 def _read_off(data: bytes, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
@@ -143,29 +206,106 @@ def _read_off(data: bytes, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
         raise MeshError("cannot read the OFF file: it does not start with 'OFF'")
     body = data[match.end() :]
     tokens = body.split(maxsplit=3)
-    try:
-        n_vertices, n_faces = int(tokens[0]), int(tokens[1])
-    except (IndexError, ValueError) as exc:
-        raise MeshError("cannot read the OFF file: no vertex and face counts after 'OFF'") from exc
-    if n_vertices < 0 or n_faces < 0:
-        raise MeshError(f"cannot read the OFF file: negative counts {n_vertices}, {n_faces}")
+    if len(tokens) < 2:
+        raise MeshError("cannot read the OFF file: no vertex and face counts after 'OFF'")
+    if not (_COUNT.fullmatch(tokens[0]) and _COUNT.fullmatch(tokens[1])):
+        shown = " ".join(t.decode("ascii", "replace") for t in tokens[:2])
+        raise MeshError(
+            f"cannot read the OFF file: the vertex and face counts must be whole numbers "
+            f"written with the digits 0-9, got {shown!r}"
+        )
+    n_vertices, n_faces = int(tokens[0]), int(tokens[1])
     if n_faces > max_faces:
         raise MeshError(f"the mesh has {n_faces} faces, more than the limit of {max_faces}")
     if n_faces == 0:
         raise MeshError("the mesh has no faces (a point cloud or an empty file?)")
     if match.group(1) == b"OFF":
-        try:
-            values = np.array(tokens[3].split() if len(tokens) > 3 else [], dtype=np.float64)
-        except ValueError:
-            values = None
+        rest = tokens[3] if len(tokens) > 3 else b""
+        blocks = _off_lines(rest, n_vertices, n_faces)
+        if blocks is not None:
+            return blocks
+        values = _off_numbers(rest)
         n_vertex_values = 3 * n_vertices
         if values is not None and values.size == n_vertex_values + 4 * n_faces:
             corners = values[n_vertex_values:].reshape(n_faces, 4)
             if (corners[:, 0] == 3).all():
                 vertices = values[:n_vertex_values].reshape(n_vertices, 3)
-                return vertices, corners[:, 1:].astype(np.int64)
+                faces = corners[:, 1:].astype(np.int64)
+                if not (faces == corners[:, 1:]).all():
+                    raise MeshError("cannot read the OFF file: a face index is not a whole number")
+                return vertices, faces
     # Polygons, colours or comments: trimesh's reader (it also accepts the glued header).
     return _read_with_trimesh(data, "off")
+
+
+def _read_simple_obj(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """``v x y z`` lines, then ``f a b c`` lines (``a/t/n`` too), by numpy's C parser;
+    ``None`` for anything else (materials, groups, polygons, relative indices...)."""
+    if _OBJ_OTHER_LINE.search(data) is not None:
+        return None
+    first_face = _OBJ_FACE_LINE.search(data)
+    if first_face is None:
+        return None
+    vertex_lines = list(_OBJ_VERTEX_LINE.finditer(data, first_face.start()))
+    if vertex_lines:  # a vertex after the first face: not the simple layout
+        return None
+    faces_text = data[first_face.start() :]
+    if b"#" in faces_text:
+        return None
+    if b"/" in faces_text:
+        faces_text = _OBJ_SLASHED.sub(b"", faces_text)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            vertices = np.loadtxt(
+                io.BytesIO(data[: first_face.start()]), dtype=np.float64, usecols=(1, 2, 3),
+                ndmin=2, comments="#",
+            )  # fmt: skip
+            faces = np.loadtxt(
+                io.BytesIO(faces_text), dtype=np.int64, usecols=(1, 2, 3), ndmin=2, comments="#"
+            )
+    except ValueError:
+        return None
+    if faces.size == 0 or faces.min() < 1:  # 0 or relative indices
+        return None
+    if _count_tokens(faces_text) != 4 * len(faces):  # polygons: usecols ignored their rest
+        return None
+    return vertices, faces - 1
+
+
+def _count_tokens(text: bytes) -> int:
+    chars = np.frombuffer(text, dtype=np.uint8)
+    space = (chars == 32) | ((chars >= 9) & (chars <= 13))
+    return int((~space[1:] & space[:-1]).sum()) + int(chars.size > 0 and not space[0])
+
+
+def _off_lines(rest: bytes, n_vertices: int, n_faces: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Vertex lines then ``3 a b c`` lines, each block by numpy's C parser; ``None`` when
+    the text is laid out otherwise (the caller then reads it token by token)."""
+    newlines = np.flatnonzero(np.frombuffer(rest, dtype=np.uint8) == ord("\n"))
+    if n_vertices == 0 or len(newlines) < n_vertices:
+        return None
+    cut = int(newlines[n_vertices - 1]) + 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # loadtxt warns about an empty block
+            vertices = np.loadtxt(io.BytesIO(rest[:cut]), dtype=np.float64, ndmin=2, comments=None)
+            corners = np.loadtxt(io.BytesIO(rest[cut:]), dtype=np.int64, ndmin=2, comments=None)
+    except ValueError:
+        return None
+    if vertices.shape != (n_vertices, 3) or corners.shape != (n_faces, 4):
+        return None
+    if not (corners[:, 0] == 3).all():
+        return None
+    return vertices, corners[:, 1:]
+
+
+def _off_numbers(text: bytes) -> np.ndarray | None:
+    """The numbers after the OFF header, token by token."""
+    try:
+        return np.array(text.split(), dtype=np.float64)
+    except ValueError:
+        return None
 
 
 def _short(exc: Exception, limit: int = 200) -> str:

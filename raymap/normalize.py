@@ -34,6 +34,13 @@ def normalize(vertices: np.ndarray, faces: np.ndarray) -> NormalizedMesh:
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces)
     vertices, faces = _used_vertices(vertices, faces)
+    # Work at a power-of-two scale near 1: exact (every rounding below is the same, scaled),
+    # and areas cannot overflow for coordinates up to the float64 range.
+    largest = float(np.abs(vertices).max())
+    if not 0 < largest < np.inf:
+        raise MeshError("the mesh has zero extent" if largest == 0 else "non-finite coordinates")
+    unit = np.ldexp(1.0, -int(np.frexp(largest)[1]))
+    vertices = vertices * unit
     corners = vertices[faces]  # (F, 3 corners, 3 xyz)
     twice_area = np.linalg.norm(
         np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1
@@ -47,7 +54,10 @@ def normalize(vertices: np.ndarray, faces: np.ndarray) -> NormalizedMesh:
     if not scale > 0:
         raise MeshError("the mesh has zero extent")
     return NormalizedMesh(
-        vertices=centered / scale, faces=faces.astype(np.int32), center=center, scale=scale
+        vertices=centered / scale,
+        faces=faces.astype(np.int32),
+        center=center / unit,
+        scale=scale / unit,
     )
 
 

@@ -14,13 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import trimesh
 from scipy.spatial import ConvexHull, QhullError
 
 from raymap.cast import RayScene
 from raymap.features import FEATURE_NAMES, ORIGIN_RADIUS, ray_features
 from raymap.grid import check_bandwidth, directions
-from raymap.mesh import validate_mesh
+from raymap.mesh import Triangles, validate_mesh
 from raymap.normalize import NormalizedMesh, normalize
 
 
@@ -56,11 +55,14 @@ Clock = Callable[[], float]
 
 
 def prepare(
-    mesh: trimesh.Trimesh,
+    mesh: Triangles,
     timings: dict[str, float] | None = None,
     clock: Clock = time.perf_counter,
 ) -> PreparedMesh:
-    """Validate, normalize, build the hull and both scenes; stage times (ms) into ``timings``."""
+    """Validate, normalize, build the hull and both scenes; stage times (ms) into ``timings``.
+
+    ``mesh`` is anything with ``vertices`` and ``faces`` arrays (a ``trimesh.Trimesh``).
+    """
     start = clock()
     validate_mesh(mesh, max_faces=None)
     normalized = normalize(mesh.vertices, mesh.faces)
@@ -106,7 +108,7 @@ def project(
 
 
 def spherical_map(
-    mesh: trimesh.Trimesh, bandwidth: int, rotation: np.ndarray | None = None
+    mesh: Triangles, bandwidth: int, rotation: np.ndarray | None = None
 ) -> np.ndarray:
     """The (6, 2b, 2b) float32 spherical map of ``mesh``; channels in ``FEATURE_NAMES`` order.
 
@@ -118,7 +120,7 @@ def spherical_map(
 
 
 def spherical_map_timed(
-    mesh: trimesh.Trimesh,
+    mesh: Triangles,
     bandwidth: int,
     rotation: np.ndarray | None = None,
     clock: Clock = time.perf_counter,

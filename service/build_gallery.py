@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from raymap.datasets import DATASETS, SPLITS, build_split
-from raymap.features import FEATURE_NAMES, FEATURES_VERSION
+from raymap.datasets import DATASETS, FOLDER, FOLDER_SPLITS, SPLITS, build_split
 from service.gallery.shipped import write_base_gallery
 
 
@@ -38,17 +38,14 @@ def build_gallery(
     """Write the gallery to ``out`` (atomically); returns the number of items."""
     from service.runtime import Runtime
 
-    runtime = Runtime(model, warmup=False)
-    info = runtime.info
-    if tuple(info.feature_names) != FEATURE_NAMES or info.features_version != FEATURES_VERSION:
-        raise SystemExit(
-            f"the model was trained on features {info.feature_names} v{info.features_version}; "
-            f"this raymap makes {FEATURE_NAMES} v{FEATURES_VERSION}"
-        )
+    runtime = Runtime(model, warmup=False)  # refuses a model made for other maps
+    info = runtime.info  # the model's contract, read from its metadata
     ids: list[str] = []
     labels: list[str] = []
     descriptors: list[np.ndarray] = []
     for split in splits:
+        if dataset == FOLDER and not _has_files(root, split):
+            continue  # a folder with split folders may lack one (say, validation)
         arrays = build_split(
             dataset,
             split,
@@ -66,7 +63,7 @@ def build_gallery(
             range(0, n, batch_size), desc=f"descriptors {split}", disable=not progress
         ):
             maps = np.ascontiguousarray(arrays.maps[start : start + batch_size], np.float32)
-            _, batch_descriptors = runtime.run(maps)  # (B, D)
+            batch_descriptors = runtime.run(maps).descriptor  # (B, D)
             descriptors.append(np.asarray(batch_descriptors, np.float32))
         ids += list(arrays.names)
         labels += [arrays.class_names[int(i)] for i in arrays.labels]
@@ -79,12 +76,24 @@ def build_gallery(
     return len(ids)
 
 
+def _has_files(root: Path | None, split: str) -> bool:
+    """Whether a folder dataset's ``split`` lists any file (for a folder, every split is asked)."""
+    from raymap.datasets.sources import FolderSplit, folder_split
+
+    assert root is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        return bool(folder_split(root, split, FolderSplit(), Path(tmp) / "split.json").paths)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.build_gallery", description=__doc__)
     parser.add_argument("--model", type=Path, default=Path("models/model.onnx"))
     parser.add_argument("--out", type=Path, default=Path("models/gallery.npz"))
     parser.add_argument("--dataset", default="modelnet10", choices=sorted(DATASETS))
-    parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    parser.add_argument(
+        "--data", type=Path, default=None, help="a folder dataset instead: DIR/<class>/[<split>/]*"
+    )
+    parser.add_argument("--splits", nargs="+", default=None, choices=FOLDER_SPLITS)
     parser.add_argument("--root", type=Path, default=None, help="<class>/<split>/ mesh folders")
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--workers", type=int, default=None)
@@ -92,13 +101,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    folder = args.data is not None
     start = time.perf_counter()
     n = build_gallery(
         args.model,
         args.out,
-        dataset=args.dataset,
-        splits=args.splits,
-        root=args.root,
+        dataset=FOLDER if folder else args.dataset,
+        splits=args.splits or list(FOLDER_SPLITS if folder else SPLITS),
+        root=args.data if folder else args.root,
         cache_dir=args.cache_dir,
         workers=args.workers,
         limit_per_class=args.limit_per_class,

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +27,7 @@ import trimesh
 from raymap.mesh import load_mesh
 
 if TYPE_CHECKING:
-    from service.runtime import Runtime
+    from service.runtime import Outputs, Runtime
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -183,6 +184,24 @@ def malformed_files() -> dict[str, bytes]:
 # ----------------------------------------------------------------------------- the real runtime
 
 
+@dataclass(frozen=True)
+class Expected:
+    probabilities: np.ndarray  # (K,)
+    descriptor: np.ndarray  # (D,)
+    label: str
+
+
+def expected_prediction(
+    runtime: Runtime, data: bytes, file_type: str, max_faces: int = 500_000
+) -> Expected:
+    """The reference for an HTTP answer: the runtime's two stages called directly (mesh ->
+    map, then the model on a batch of one), without the service's pipeline."""
+    spherical_map, _ = runtime.mesh_to_map(data, file_type, max_faces)
+    probabilities, descriptor, _ = runtime.run(spherical_map[None])  # (1, K), (1, D), (1,)
+    label = runtime.info.class_names[int(np.argmax(probabilities[0]))]
+    return Expected(probabilities[0], descriptor[0], label)
+
+
 class InstrumentedRuntime:
     """The REAL :class:`service.runtime.Runtime` with an added delay and a record of its batch
     sizes; not a fake: every call goes on to the wrapped runtime (the exported test model on
@@ -204,6 +223,7 @@ class InstrumentedRuntime:
     ) -> None:
         self.runtime = runtime
         self.info = runtime.info
+        self.metadata = runtime.metadata
         self.provider = runtime.provider
         self.delay_s = delay_s
         self.cast_delay_s = cast_delay_s
@@ -211,7 +231,7 @@ class InstrumentedRuntime:
         self.batch_sizes: list[int] = []
         self._lock = threading.Lock()
 
-    def run(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, maps: np.ndarray) -> Outputs:
         with self._lock:
             self.batch_sizes.append(len(maps))
         if self.fail_with is not None:

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from service import page
+from service.app import create_app
+from service.runtime import Runtime
+from service.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -48,11 +49,16 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[TestClient]:
-    """Only the page's router: no model loaded, so /spherical-map uses b=32."""
-    app = FastAPI()
-    app.include_router(page.router)
-    with TestClient(app) as test_client:
+def client(
+    tmp_path_factory: pytest.TempPathFactory, small_runtime: Runtime
+) -> Iterator[TestClient]:
+    """The app on the small test model (/spherical-map goes through its pipeline)."""
+    settings = Settings(gallery_path=None, gallery_dir=tmp_path_factory.mktemp("page") / "g")
+    with TestClient(create_app(settings, runtime_factory=lambda _: small_runtime)) as test_client:
+        deadline = time.monotonic() + 60
+        while test_client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, test_client.get("/readyz").json()
+            time.sleep(0.02)
         yield test_client
 
 
@@ -119,8 +125,8 @@ _SERVER = textwrap.dedent(
     """
     import uvicorn
 
-    from service import page
     from service.app import create_app
+    from service.routes import page
     from service.settings import Settings
 
     settings = Settings()

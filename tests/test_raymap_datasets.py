@@ -10,7 +10,8 @@ import pytest
 
 import raymap
 from raymap import datasets
-from raymap.datasets import build_split, cache_key, sample_rotation
+from raymap.datasets import BuildSettings, FolderSplit, build_split, sample_rotation
+from raymap.datasets import build as build_module
 from tests.raymap_testing import MODELNET_MINI
 
 BANDWIDTH = 8
@@ -79,19 +80,34 @@ def test_rotation_protocols() -> None:
 
 def test_cache_is_reused_and_keyed_by_every_setting(tmp_path, monkeypatch) -> None:
     first = build(tmp_path)
-    monkeypatch.setattr(datasets, "_run_job", _fail)
+    monkeypatch.setattr(build_module, "run_job", _fail)
     np.testing.assert_array_equal(build(tmp_path).maps, first.maps)  # no recomputation
+    root = str(MODELNET_MINI)
     keys = {
-        cache_key("modelnet10", "train", 32, "so3", 1, 0),
-        cache_key("modelnet10", "test", 32, "so3", 1, 0),
-        cache_key("modelnet10", "train", 16, "so3", 1, 0),
-        cache_key("modelnet10", "train", 32, "z", 1, 0),
-        cache_key("modelnet10", "train", 32, "so3", 2, 0),
-        cache_key("modelnet10", "train", 32, "so3", 1, 1),
-        cache_key("modelnet40", "train", 32, "so3", 1, 0),
+        BuildSettings("modelnet10", "train", 32, "so3", 1, 0).key(),
+        BuildSettings("modelnet10", "test", 32, "so3", 1, 0).key(),
+        BuildSettings("modelnet10", "train", 16, "so3", 1, 0).key(),
+        BuildSettings("modelnet10", "train", 32, "z", 1, 0).key(),
+        BuildSettings("modelnet10", "train", 32, "so3", 2, 0).key(),
+        BuildSettings("modelnet10", "train", 32, "so3", 1, 1).key(),
+        BuildSettings("modelnet10", "train", 32, "so3", 1, 0, limit_per_class=3).key(),
+        BuildSettings("modelnet10", "train", 32, "so3", 1, 0, root=root).key(),
+        BuildSettings("modelnet40", "train", 32, "so3", 1, 0, root=root).key(),
+        BuildSettings("folder", "train", 32, "so3", 1, 0, root=root).key(),
+        BuildSettings(
+            "folder", "train", 32, "so3", 1, 0, root=root, folder_split=FolderSplit(seed=1)
+        ).key(),
     }
-    assert len(keys) == 7
-    assert f"-f{raymap.FEATURES_VERSION}-" in cache_key("modelnet10", "train", 32, "so3", 1, 0)
+    assert len(keys) == 11
+
+
+def test_keys_of_the_named_layouts_are_those_of_existing_caches() -> None:
+    """Caches built before the settings object keep their folder names: no rebuild."""
+    version = raymap.FEATURES_VERSION
+    settings = BuildSettings("modelnet10", "train", 32, "so3", 5, 0)
+    assert settings.key() == f"modelnet10-train-b32-f{version}-so3-c5-s0"
+    limited = BuildSettings("shrec11", "test", 16, "none", 1, 2, limit_per_class=4)
+    assert limited.key() == f"shrec11-test-b16-f{version}-none-c1-s2-limit4"
 
 
 def _fail(job: object) -> int:
@@ -100,17 +116,17 @@ def _fail(job: object) -> int:
 
 def test_interrupted_build_resumes(tmp_path, monkeypatch) -> None:
     reference = build(tmp_path / "reference", rotation="z", copies=2)
-    monkeypatch.setattr(datasets, "CHUNK_SIZE", 2)
-    real_run_job = datasets._run_job
+    monkeypatch.setattr(build_module, "CHUNK_SIZE", 2)
+    real_run_job = build_module.run_job
     calls: list[int] = []
 
-    def interrupted(job: datasets._Job) -> int:
+    def interrupted(job: build_module.Job) -> int:
         if len(calls) == 2:
             raise KeyboardInterrupt
         calls.append(job.chunk)
         return real_run_job(job)
 
-    monkeypatch.setattr(datasets, "_run_job", interrupted)
+    monkeypatch.setattr(build_module, "run_job", interrupted)
     with pytest.raises(KeyboardInterrupt):
         build(tmp_path / "run", rotation="z", copies=2)
     partial = next((tmp_path / "run" / "cache" / "maps").glob("*.partial"))
@@ -121,11 +137,11 @@ def test_interrupted_build_resumes(tmp_path, monkeypatch) -> None:
 
     resumed: list[int] = []
 
-    def counting(job: datasets._Job) -> int:
+    def counting(job: build_module.Job) -> int:
         resumed.append(job.chunk)
         return real_run_job(job)
 
-    monkeypatch.setattr(datasets, "_run_job", counting)
+    monkeypatch.setattr(build_module, "run_job", counting)
     out = build(tmp_path / "run", rotation="z", copies=2)
     assert resumed == [2]  # only the chunk that was missing
     assert not partial.exists()
@@ -134,7 +150,7 @@ def test_interrupted_build_resumes(tmp_path, monkeypatch) -> None:
 
 
 def test_parallel_build_equals_serial_build(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(datasets, "CHUNK_SIZE", 2)  # three chunks, so the pool is used
+    monkeypatch.setattr(build_module, "CHUNK_SIZE", 2)  # three chunks, so the pool is used
     serial = build(tmp_path / "serial", rotation="so3")
     parallel = build(tmp_path / "parallel", rotation="so3", workers=2)
     np.testing.assert_array_equal(parallel.maps, serial.maps)
@@ -171,3 +187,132 @@ def test_shrec11_from_the_shared_archive(tmp_path: Path) -> None:
     np.testing.assert_array_equal(out.labels, np.arange(30))
     assert (tmp_path / "cache" / "raw" / "shrec11" / "alien" / "train").is_dir()
     assert not list((tmp_path / "cache" / "raw").glob(".extract-*"))  # no temporary left
+
+
+# ----------------------------------------------------------------------------- folder datasets
+
+
+def mixed_format_folder(root: Path) -> Path:
+    """MODELNET_MINI with one mesh per class re-written as OBJ, STL or PLY, and odd files."""
+    import trimesh
+
+    shutil.copytree(MODELNET_MINI, root)
+    for class_dir, fmt in zip(sorted(root.iterdir()), ("obj", "stl", "ply"), strict=True):
+        off = sorted((class_dir / "train").glob("*.off"))[0]
+        mesh = raymap.load_mesh_file(off)
+        trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).export(off.with_suffix(f".{fmt}"))
+        off.unlink()
+    (root / "chair" / "train" / "notes.txt").write_text("not a mesh")
+    (root / "chair" / "train" / "broken.off").write_bytes(b"OFF\n3 1 0\n0 0 0\n0 0 0\n")
+    (root / "chair" / "train" / ".DS_Store").write_bytes(b"\0")  # hidden: not listed
+    (root / "chair" / "loose.off").write_bytes(
+        (MODELNET_MINI / "chair/train/chair_0047.off").read_bytes()
+    )
+    return root
+
+
+def test_a_folder_with_split_folders_in_mixed_formats(tmp_path: Path) -> None:
+    root = mixed_format_folder(tmp_path / "mine")
+    out = build(tmp_path, dataset="folder", root=root)
+    assert out.class_names == ["chair", "monitor", "toilet"]
+    np.testing.assert_array_equal(out.labels, [0, 0, 1, 1, 2, 2])
+    assert sorted(out.skipped) == [
+        "chair/loose.off",
+        "chair/train/broken.off",
+        "chair/train/notes.txt",
+    ]
+    assert "unknown mesh format" in out.skipped["chair/train/notes.txt"]
+    assert "train/validation/test" in out.skipped["chair/loose.off"]
+    assert len(list(root.glob("*/train/*.off"))) == 4  # the others are OBJ, STL and PLY now
+    # Every row is the map of the ModelNet file it was written from, in whatever format.
+    for row, name in enumerate(out.names):
+        original = next(MODELNET_MINI.glob(f"*/train/{name}.off"))
+        expected = raymap.spherical_map(raymap.load_mesh_file(original), BANDWIDTH)
+        np.testing.assert_allclose(out.maps[row], expected, atol=1e-5)
+    test = build(tmp_path, dataset="folder", root=root, split="test")
+    assert test.class_names == out.class_names and len(test.names) == 6
+    with pytest.raises(FileNotFoundError, match="no files"):
+        build(tmp_path, dataset="folder", root=root, split="validation")
+
+
+def flat_folder(root: Path, per_class: dict[str, int]) -> Path:
+    """``root/<class>/*.off``: copies of one mini mesh per class (bytes differ by a comment)."""
+    sources = {"chair": "chair/train/chair_0047.off", "toilet": "toilet/train/toilet_0066.off"}
+    for class_name, count in per_class.items():
+        (root / class_name).mkdir(parents=True)
+        data = (MODELNET_MINI / sources[class_name]).read_bytes()
+        for i in range(count):
+            (root / class_name / f"{class_name}_{i:03d}.off").write_bytes(
+                data + f"# {i}\n".encode()
+            )
+    return root
+
+
+def test_a_flat_folder_is_split_stratified_seeded_and_recorded(tmp_path: Path) -> None:
+    import json
+
+    root = flat_folder(tmp_path / "flat", {"chair": 20, "toilet": 7})
+    cache = tmp_path / "cache"
+    splits = {
+        split: build(tmp_path, dataset="folder", root=root, split=split)
+        for split in ("train", "validation", "test")
+    }
+    counts = {split: np.bincount(out.labels, minlength=2) for split, out in splits.items()}
+    # 15 % / 15 % of each class, rounded: chair 3 / 3 / 14, toilet 1 / 1 / 5.
+    assert counts["test"].tolist() == [3, 1] and counts["validation"].tolist() == [3, 1]
+    assert counts["train"].tolist() == [14, 5]
+    all_names = [name for out in splits.values() for name in out.names]
+    assert sorted(all_names) == sorted(p.stem for p in root.glob("*/*.off"))  # each once
+    records = list((cache / "splits").glob("*.json"))
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    assert record["settings"] == {"validation": 0.15, "test": 0.15, "seed": 0}
+    test_files = sorted(f for f, split in record["files"].items() if split == "test")
+    assert [Path(f).stem for f in test_files] == sorted(splits["test"].names)
+    # Another seed draws another split, recorded apart; the same seed the same split.
+    other = build(
+        tmp_path, dataset="folder", root=root, split="test", folder_split=FolderSplit(seed=1)
+    )
+    assert sorted(other.names) != sorted(splits["test"].names)
+    assert len(list((cache / "splits").glob("*.json"))) == 2
+    again = build(tmp_path / "again", dataset="folder", root=root, split="test")
+    assert again.names == splits["test"].names
+
+
+def test_a_changed_folder_is_built_again(tmp_path: Path, monkeypatch) -> None:
+    root = mixed_format_folder(tmp_path / "mine")
+    first = build(tmp_path, dataset="folder", root=root, split="test")
+    monkeypatch.setattr(build_module, "run_job", _fail)
+    build(tmp_path, dataset="folder", root=root, split="test")  # unchanged: from the cache
+    monkeypatch.undo()
+    extra = root / "monitor" / "test" / "monitor_9999.off"
+    extra.write_bytes((MODELNET_MINI / "monitor/test/monitor_0516.off").read_bytes())
+    second = build(tmp_path, dataset="folder", root=root, split="test")
+    assert len(second.names) == len(first.names) + 1 and "monitor_9999" in second.names
+
+
+def test_the_command_line_builds_every_split_of_a_folder(tmp_path: Path, capsys) -> None:
+    from raymap.datasets.__main__ import main
+
+    root = flat_folder(tmp_path / "flat", {"chair": 4, "toilet": 4})
+    (root / "toilet" / "bad.obj").write_text("v 0 0 0\n")
+    argv = ["--data", str(root), "--bandwidth", "8", "--workers", "1"]
+    assert main([*argv, "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert [line.split(":")[0].split("-")[2] for line in out.splitlines()] == [
+        "train",
+        "validation",
+        "test",
+    ]
+    assert "skipped toilet/bad.obj" in err
+
+
+def test_the_command_line_skips_a_split_the_folder_lacks(tmp_path: Path, capsys) -> None:
+    from raymap.datasets.__main__ import main
+
+    argv = ["--data", str(MODELNET_MINI), "--bandwidth", "8", "--workers", "1", "--no-progress"]
+    assert main([*argv, "--cache-dir", str(tmp_path), "--limit-per-class", "none"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 2 and "validation: no files" in err
+    with pytest.raises(FileNotFoundError):  # asked for by name: an error
+        main([*argv, "--cache-dir", str(tmp_path), "--split", "validation"])

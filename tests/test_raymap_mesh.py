@@ -176,3 +176,142 @@ def test_corrupted_files_raise_only_mesh_error(file_type: str) -> None:
         except raymap.MeshError:
             outcomes["error"] += 1
     assert outcomes["error"] > 0
+
+
+# ----------------------------------------------------------------------------- issue 10's defects
+# Each failed on the loader before the fix (a 500 from the service: not a MeshError).
+
+TETRA_OFF = "OFF\n4 4 0\n0 0 0\n{x} 0 0\n0 {x} 0\n0 0 {x}\n3 0 1 2\n3 0 1 3\n3 0 2 3\n3 1 2 3\n"
+
+
+@pytest.mark.parametrize("file_type", ["obj", "off", "ply"])
+def test_vertices_with_two_coordinates_are_refused(file_type: str) -> None:
+    """Defect 1: ``v 0 0`` lines in an OBJ reached np.cross on 2-vectors."""
+    data = {
+        "obj": b"v 0 0\nv 1 0\nv 0 1\nf 1 2 3\n",
+        "off": b"OFF\n3 1 0\n0 0\n1 0\n0 1\n3 0 1 2\n",
+        "ply": (
+            b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nproperty float y\n"
+            b"element face 1\nproperty list uchar int vertex_indices\nend_header\n"
+            b"0 0\n1 0\n0 1\n3 0 1 2\n"
+        ),
+    }[file_type]
+    with pytest.raises(raymap.MeshError):
+        raymap.spherical_map(raymap.load_mesh(data, file_type), BANDWIDTH)
+
+
+def test_obj_two_coordinates_reason() -> None:
+    with pytest.raises(raymap.MeshError, match="2 coordinates each; a 3D mesh needs 3"):
+        raymap.load_mesh(b"v 0 0\nv 1 0\nv 0 1\nf 1 2 3\n", "obj")
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b'{"asset": {"version": "2.0"}, "buffers": 3}',
+        b'{"asset": {"version": "2.0"}, "buffers": null}',
+        b'{"asset": {"version": "2.0"}, "buffers": [3]}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    ],
+    ids=["buffers-number", "buffers-null", "buffer-number", "nested-arrays", "nested-objects"],
+)
+def test_malformed_gltf_json_is_a_mesh_error(document: bytes) -> None:
+    """Defect 2: TypeError and RecursionError escaped the glTF check."""
+    with pytest.raises(raymap.MeshError, match="GLTF"):
+        raymap.load_mesh(document, "gltf")
+
+
+@pytest.mark.parametrize("counts", ["4_0 1 0", "4 1_0 0", "+4 1 0", "٤ 1 0"])
+def test_off_counts_must_be_plain_digits(counts: str) -> None:
+    """Defect 6: Python's int() read '4_0' as 40 (and '+4', Arabic-Indic digits...)."""
+    data = f"OFF\n{counts}\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n3 0 1 2\n".encode()
+    with pytest.raises(raymap.MeshError, match="whole numbers written with the digits 0-9"):
+        raymap.load_mesh(data, "off")
+
+
+@pytest.mark.parametrize("x", ["1e170", "1e200", "1e300", "1.7e308"])
+def test_huge_coordinates_are_not_zero_extent(x: str) -> None:
+    """Defect 6: areas of a mesh with coordinates near 1e300 overflowed to inf, then NaN, and
+    the mesh was called 'zero extent'. Normalization is scale-free: the map is the one of the
+    same shape at scale 1."""
+    huge = raymap.spherical_map(raymap.load_mesh(TETRA_OFF.format(x=x).encode(), "off"), 8)
+    unit = raymap.spherical_map(raymap.load_mesh(TETRA_OFF.format(x="1").encode(), "off"), 8)
+    np.testing.assert_allclose(huge, unit, atol=1e-5)
+
+
+def test_coordinates_beyond_float64_say_so() -> None:
+    with pytest.raises(raymap.MeshError, match="beyond the float64 range"):
+        raymap.load_mesh(TETRA_OFF.format(x="1e400").encode(), "off")
+
+
+def test_non_integral_off_face_index_is_refused() -> None:
+    with pytest.raises(raymap.MeshError, match="not a whole number"):
+        raymap.load_mesh(TETRA_OFF.format(x=1).replace("3 0 1 2", "3 0 1.5 2").encode(), "off")
+
+
+class _OpenedFiles:
+    """Every file the interpreter opens while active (``open`` audit events, C code included)."""
+
+    hook_installed = False
+    active: list[str] | None = None
+
+    def __enter__(self) -> list[str]:
+        if not _OpenedFiles.hook_installed:
+            import sys
+
+            sys.addaudithook(_OpenedFiles._hook)
+            _OpenedFiles.hook_installed = True
+        _OpenedFiles.active = []
+        return _OpenedFiles.active
+
+    def __exit__(self, *exc: object) -> None:
+        _OpenedFiles.active = None
+
+    @staticmethod
+    def _hook(event: str, args: tuple) -> None:
+        if event == "open" and _OpenedFiles.active is not None:
+            _OpenedFiles.active.append(str(args[0]))
+
+
+def _secret(tmp_path) -> str:
+    secret = tmp_path / "secret.mtl"
+    secret.write_text("newmtl root\nKd 1 0 0\nmap_Kd /etc/passwd\n")
+    return str(secret)
+
+
+def test_obj_mtllib_reads_no_server_file(tmp_path) -> None:
+    """Defect 7: an OBJ names any file as its material library: the loader opens nothing."""
+    secret = _secret(tmp_path)
+    obj = f"mtllib {secret}\nmtllib /etc/passwd\nusemtl root\n{TRIANGLE_OBJ}"
+    obj += "v 0 0 1\nf 1 2 3\nf 1 2 4\n"
+    with _OpenedFiles() as opened:
+        mesh = raymap.load_mesh(obj.encode(), "obj")
+    assert len(mesh.faces) == 2
+    assert not [p for p in opened if p in (secret, "/etc/passwd")], opened
+
+
+@pytest.mark.parametrize(
+    "uri", ["/etc/passwd", "file:///etc/passwd", "../../../../etc/passwd", "SECRET", "file:SECRET"]
+)
+@pytest.mark.parametrize("where", ["buffers", "images"])
+def test_gltf_uris_read_no_server_file(tmp_path, uri: str, where: str) -> None:
+    """Defect 7: a glTF's buffer or image URI naming a server file is refused or ignored,
+    never opened."""
+    secret = _secret(tmp_path)
+    uri = uri.replace("SECRET", secret)
+    box = trimesh.creation.box()
+    document = json.loads(export(box, "gltf"))
+    if where == "buffers":
+        document["buffers"].append({"uri": uri, "byteLength": 12})
+    else:
+        document["images"] = [{"uri": uri}]
+        document["textures"] = [{"source": 0}]
+        document["materials"] = [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}]
+        document["meshes"][0]["primitives"][0]["material"] = 0
+    with _OpenedFiles() as opened:
+        try:
+            raymap.load_mesh(json.dumps(document).encode(), "gltf")
+        except raymap.MeshError as exc:
+            assert where == "buffers" and "external files" in exc.reason
+    assert not [p for p in opened if "passwd" in p or p == secret], opened

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import RuntimeLike, create_app
+from service.app import create_app
+from service.pipeline import RuntimeLike
 from service.runtime import Runtime
 from service.settings import Settings
 from tests.service_testing import (
@@ -27,6 +28,7 @@ from tests.service_testing import (
     CLASS_NAMES,
     REPO,
     InstrumentedRuntime,
+    expected_prediction,
     malformed_files,
     mesh_bytes,
     mini_meshes,
@@ -83,7 +85,7 @@ def test_health_model_and_openapi(client: TestClient, small_runtime: Runtime) ->
     assert model["bandwidth"] == info.bandwidth
     assert tuple(model["feature_names"]) == info.feature_names
     assert model["provider"] == "CPUExecutionProvider"
-    assert model["metadata"] == info.metadata
+    assert model["metadata"] == small_runtime.metadata
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/classify", "/retrieve", "/gallery", "/gallery/count", "/metrics"):
         assert path in paths
@@ -103,7 +105,7 @@ def test_classify_every_format(client: TestClient, small_runtime: Runtime, fmt: 
     assert len(body["descriptor"]) == info.descriptor_size
     assert np.linalg.norm(body["descriptor"]) == pytest.approx(1.0, abs=1e-5)
     # The runtime's own answer for the same bytes: the app passes it through unchanged.
-    expected = small_runtime.predict_mesh(data, fmt, Settings().max_faces)
+    expected = expected_prediction(small_runtime, data, fmt, Settings().max_faces)
     assert body["label"] == expected.label
     np.testing.assert_allclose(
         list(body["probabilities"].values()), expected.probabilities, atol=1e-6
@@ -400,7 +402,7 @@ def test_concurrent_requests_are_batched(tmp_path: Path, small_runtime: Runtime)
         assert max(b["batch_size"] for b in bodies.values()) > 1
     max_faces = Settings().max_faces
     for path, body in bodies.items():
-        expected = small_runtime.predict_mesh(path.read_bytes(), "off", max_faces)
+        expected = expected_prediction(small_runtime, path.read_bytes(), "off", max_faces)
         np.testing.assert_allclose(body["descriptor"], expected.descriptor, atol=1e-5)
         assert body["label"] == expected.label
 

@@ -23,6 +23,7 @@ from tests.service_testing import (
     SHIPPED_GALLERY,
     SHIPPED_MODEL,
     ServerProcess,
+    expected_prediction,
     malformed_files,
     mesh_bytes,
     mini_meshes,
@@ -273,7 +274,7 @@ def test_in_process_matches_the_runtime(small_client: TestClient) -> None:
     from service.runtime import Runtime
 
     runtime = Runtime(small_model_path(), intra_op_threads=1, warmup=False)
-    expected = runtime.predict_mesh(CHAIR.read_bytes(), "off", 500_000)
+    expected = expected_prediction(runtime, CHAIR.read_bytes(), "off")
     body = small_client.post("/classify", files=upload("c.off", CHAIR.read_bytes())).json()
     assert body["label"] == expected.label
     np.testing.assert_allclose(body["descriptor"], expected.descriptor, atol=1e-5)

@@ -1,0 +1,177 @@
+"""The input stage (upload bytes -> spherical map) against what a user would write instead.
+
+    python bench/input.py                                  # 5 formats, ~1k to 500k faces
+    python bench/input.py --formats off --sizes 10000 --repeats 20
+    python bench/input.py --plot docs/perf-input-stage.png   # also the log-log plot
+
+Ours: ``raymap.load_mesh`` + ``raymap.spherical_map`` (both the mesh and its convex hull, at
+the shipped model's bandwidth). Theirs, the same work in trimesh: ``trimesh.load(file,
+file_type=..., force="mesh")`` (its defaults otherwise), the same area-centroid and unit-sphere
+normalization written with trimesh, ``mesh.convex_hull``, and trimesh's embree ray query
+(``mesh.ray.intersects_id``, first hits, with locations) for the same rays on the mesh and the
+hull, plus the face normals of the hits. The meshes are one real ModelNet10 shape per size
+(subdivided above 12k faces; made here, never stored), written by trimesh's exporters (OFF in
+ModelNet's own layout). The two are timed alternately, each call's wall and CPU time; the
+table gives medians and the ratio theirs / ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import trimesh  # noqa: E402
+
+import raymap  # noqa: E402
+from bench.meshgen import FORMATS, SIZES, encode, mesh_of_size  # noqa: E402
+from raymap.features import ORIGIN_RADIUS  # noqa: E402
+from raymap.grid import directions  # noqa: E402
+
+MAX_FACES = 10**7
+
+
+def ours(data: bytes, file_type: str, bandwidth: int) -> np.ndarray:
+    return raymap.spherical_map(raymap.load_mesh(data, file_type, MAX_FACES), bandwidth)
+
+
+def theirs(data: bytes, file_type: str, bandwidth: int) -> list[np.ndarray]:
+    """The same mesh -> first hits on mesh and hull, as a trimesh user would write it."""
+    mesh = trimesh.load(io.BytesIO(data), file_type=file_type, force="mesh")
+    centre = (mesh.area_faces @ mesh.triangles_center) / mesh.area
+    mesh.apply_translation(-centre)
+    mesh.apply_scale(1.0 / np.linalg.norm(mesh.vertices, axis=1).max())
+    outward = directions(bandwidth).reshape(-1, 3)
+    origins, inward = ORIGIN_RADIUS * outward, -outward
+    out = []
+    for target in (mesh, mesh.convex_hull):
+        faces, rays, locations = target.ray.intersects_id(
+            origins, inward, multiple_hits=False, return_locations=True
+        )
+        distance = np.linalg.norm(locations - origins[rays], axis=1)
+        out += [distance, target.face_normals[faces]]
+    return out
+
+
+def timed(function, *args) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    function(*args)
+    return 1e3 * (time.perf_counter() - wall), 1e3 * (time.process_time() - cpu)
+
+
+def model_bandwidth(model: Path) -> int:
+    import onnxruntime as ort
+
+    meta = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_modelmeta()
+    return int(json.loads(meta.custom_metadata_map["bandwidth"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--repeats", type=int, default=None, help="default: by size")
+    parser.add_argument("--bandwidth", type=int, default=None, help="default: the model's")
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "model.onnx")
+    parser.add_argument("--mesh-root", type=Path, default=None)
+    parser.add_argument("--plot", type=Path, default=None, help="log-log plot (PNG)")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--replot", type=Path, default=None, help="plot a --json file; no run")
+    args = parser.parse_args(argv)
+    if args.replot:
+        plot(json.loads(args.replot.read_text()), args.plot or Path("docs/perf-input-stage.png"))
+        return 0
+    if args.mesh_root is None:
+        from raymap.datasets import dataset_root
+
+        args.mesh_root = dataset_root("modelnet10")
+    bandwidth = args.bandwidth or model_bandwidth(args.model)
+    import os
+
+    print(
+        f"b = {bandwidth}; trimesh {trimesh.__version__}; {os.cpu_count()} cores; load average "
+        f"at the start {', '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
+    head = (
+        f"{'format':<7}{'faces':>8}{'KiB':>8}{'ours ms':>9}{'ours cpu':>10}{'trimesh ms':>12}"
+        f"{'trimesh cpu':>13}{'ratio wall':>12}{'ratio cpu':>11}"
+    )
+    print(head)
+    print("-" * len(head))
+    rows = []
+    for size in args.sizes:
+        name, mesh = mesh_of_size(args.mesh_root, size)
+        repeats = args.repeats or (15 if size <= 20_000 else 5 if size <= 200_000 else 3)
+        for file_type in args.formats:
+            data = encode(mesh, file_type)
+            ours(data, file_type, bandwidth)  # warm-up: imports, caches
+            theirs(data, file_type, bandwidth)
+            a, b = [], []
+            for _ in range(repeats):
+                a.append(timed(ours, data, file_type, bandwidth))
+                b.append(timed(theirs, data, file_type, bandwidth))
+            (ow, oc), (tw, tc) = np.median(a, axis=0), np.median(b, axis=0)
+            row = {
+                "format": file_type,
+                "mesh": name,
+                "faces": len(mesh.faces),
+                "bytes": len(data),
+                "ours_ms": ow,
+                "ours_cpu_ms": oc,
+                "trimesh_ms": tw,
+                "trimesh_cpu_ms": tc,
+            }
+            rows.append(row)
+            print(
+                f"{file_type:<7}{len(mesh.faces):>8}{len(data) / 1024:>8.0f}{ow:>9.1f}{oc:>10.1f}"
+                f"{tw:>12.1f}{tc:>13.1f}{tw / ow:>12.2f}{tc / oc:>11.2f}",
+                flush=True,
+            )
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average at the end (1, 5, 15 min): {load}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    if args.plot:
+        plot(rows, args.plot)
+    return 0
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110, sharey=True)
+    colours = dict(zip(FORMATS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    for ax, key, what in ((axes[0], "ms", "wall"), (axes[1], "cpu_ms", "CPU")):
+        for file_type in dict.fromkeys(r["format"] for r in rows):
+            mine = [r for r in rows if r["format"] == file_type]
+            faces = [r["faces"] for r in mine]
+            ax.plot(faces, [r[f"ours_{key}"] for r in mine], "o-", color=colours[file_type],
+                    label=f"{file_type.upper()} ours")  # fmt: skip
+            ax.plot(faces, [r[f"trimesh_{key}"] for r in mine], "x--", color=colours[file_type],
+                    alpha=0.6, label=f"{file_type.upper()} trimesh + embree")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("faces")
+        ax.set_ylabel(f"bytes -> spherical map, ms ({what}, median)")
+        ax.set_title(f"{what} time")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.suptitle("Input stage: raymap vs trimesh.load + trimesh's embree ray query (b = 32)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""What routes receive through ``Depends``: the state, the ready pipeline (typed, never None),
+the write guard and the uploaded mesh."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Annotated
+
+from fastapi import Depends, File, Request, UploadFile
+from fastapi.security import APIKeyHeader
+
+from raymap.mesh import SUPPORTED_FORMATS, file_type_of
+from service.errors import NotReady, PayloadTooLarge, Unauthorized, UnsupportedFormat
+from service.pipeline import Pipeline, Upload
+from service.state import ServiceState
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def ready_pipeline(state: State) -> Pipeline:
+    """The loaded pipeline, or :class:`NotReady` (503) while loading or after a failed load."""
+    if state.pipeline is None:
+        raise NotReady(state.load_error or "the model is still loading")
+    return state.pipeline
+
+
+ReadyPipeline = Annotated[Pipeline, Depends(ready_pipeline)]
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def require_api_key(state: State, api_key: Annotated[str | None, Depends(api_key_header)]) -> None:
+    """Writes need ``X-API-Key`` when ``SHAPES_API_KEY`` is set; reads stay open."""
+    expected = state.settings.api_key
+    if expected is None:
+        return
+    if api_key is None or not secrets.compare_digest(
+        api_key.encode(), expected.get_secret_value().encode()
+    ):
+        raise Unauthorized("this endpoint needs a valid X-API-Key header")
+
+
+FORMATS_TEXT = ", ".join(f".{f}" for f in SUPPORTED_FORMATS)
+
+
+async def read_upload(
+    state: State, file: Annotated[UploadFile, File(description=f"a mesh: {FORMATS_TEXT}")]
+) -> Upload:
+    """The upload's bytes and format; the file name is only looked at for its suffix."""
+    start = time.perf_counter()
+    name = file.filename or ""
+    fmt = file_type_of(name) if "." in name else ""
+    if fmt not in SUPPORTED_FORMATS:
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise UnsupportedFormat(
+            f"unknown mesh format of file {shown!r}: the name must end in one of {FORMATS_TEXT}"
+        )
+    limit = state.settings.max_upload_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"the upload is larger than {limit} bytes")
+    return Upload(data, fmt, 1e3 * (time.perf_counter() - start))
+
+
+MeshUpload = Annotated[Upload, Depends(read_upload)]

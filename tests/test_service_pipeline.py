@@ -1,0 +1,79 @@
+"""The pipeline every mesh route shares: admission, the cast pool under the time limit, the
+permit that outlives a timed-out cast, and no FastAPI inside it. Through TestClient on the
+real runtime and the small exported test model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from service.runtime import Runtime
+from tests.service_testing import CHAIR, REPO, InstrumentedRuntime, upload
+from tests.test_service_app import make_client, wait_ready
+
+
+def test_the_pipeline_imports_no_web_framework() -> None:
+    code = (
+        "import sys\n"
+        "import service.pipeline, service.errors\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette'))\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_spherical_map_has_the_time_limit_of_classify(
+    tmp_path: Path, small_runtime: Runtime
+) -> None:
+    """1 ms is far less than parsing and casting the chair takes: both routes answer 422
+    ``mesh_timeout`` with the same message."""
+    off = CHAIR.read_bytes()
+    with make_client(tmp_path, small_runtime, mesh_timeout_s=0.001) as client:
+        wait_ready(client)
+        answers = [
+            client.post("/classify", files=upload("c.off", off)),
+            client.post("/spherical-map", files=upload("c.off", off), data={"bandwidth": "64"}),
+        ]
+    for response in answers:
+        assert response.status_code == 422, response.text
+        assert response.json()["kind"] == "mesh_timeout"
+        assert "longer than 0.001 s" in response.json()["detail"]
+
+
+def test_a_timed_out_cast_keeps_its_slot_for_every_mesh_route(
+    tmp_path: Path, small_runtime: Runtime
+) -> None:
+    """One slot; a /classify whose cast outlives the time limit answers 422 at once but holds
+    the slot until its thread ends: meanwhile /spherical-map (and /classify) get 503, after
+    it they are served."""
+    runtime = InstrumentedRuntime(small_runtime)
+    off = CHAIR.read_bytes()
+    with make_client(tmp_path, runtime, max_pending=1, mesh_timeout_s=0.3) as client:
+        wait_ready(client)
+        runtime.cast_delay_s = 1.5
+        start = time.monotonic()
+        timed_out = client.post("/classify", files=upload("c.off", off))
+        assert timed_out.status_code == 422 and timed_out.json()["kind"] == "mesh_timeout"
+        busy = [
+            client.post("/spherical-map", files=upload("c.off", off)),
+            client.post("/classify", files=upload("c.off", off)),
+        ]
+        assert time.monotonic() - start < 1.2  # still within the slow cast
+        for response in busy:
+            assert response.status_code == 503, response.text
+            assert response.json()["kind"] == "overloaded"
+            assert response.headers["retry-after"] == "1"
+        runtime.cast_delay_s = 0.0
+        while True:  # the slot comes back when the slow thread ends, not before
+            served = client.post("/spherical-map", files=upload("c.off", off))
+            if served.status_code != 503 or time.monotonic() - start > 20:
+                break
+            time.sleep(0.05)
+        assert served.status_code == 200, served.text
+        assert served.headers["content-type"] == "image/png"
+        assert time.monotonic() - start >= 1.5
