@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         "novelty_threshold",
         "trust",
     ):
-        print(f"{key}: {metadata[key]}")
+        print(f"{key}: {metadata.get(key, '(not written: the checkpoint has no post-hoc fit)')}")
     return 0
 
 
