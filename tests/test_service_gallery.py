@@ -129,6 +129,33 @@ def test_add_delete_count_and_list(opener: Opener, tmp_path: Path) -> None:
     assert "chair_0000" not in {h.id for h in gallery.search(vector, 100)}
 
 
+def test_thumbnails_are_kept_with_their_items(opener: Opener, tmp_path: Path) -> None:
+    """Pictures of shipped items (from the base file) and of added ones, across reopening;
+    none for an item without one or a deleted item."""
+    rng = np.random.default_rng(4)
+    base = tmp_path / "pictures.npz"
+    pictures = [b"RIFF-a", None, b"RIFF-c" * 50]
+    write_base_gallery(
+        base,
+        ["a", "b", "c"],
+        ["chair", "desk", "sofa"],
+        rng.standard_normal((3, D)).astype(np.float32),
+        thumbnails=pictures,
+    )
+    gallery = opener(base)
+    assert [gallery.thumbnail(i) for i in ("a", "b", "c")] == pictures
+    vector = rng.standard_normal(D).astype(np.float32)
+    gallery.add(Item("new", "lamp", vector, thumbnail=b"\x00webp\xff"))
+    gallery.add(Item("bare", "lamp", vector))
+    gallery.delete("c")
+    reopened = opener(base)
+    assert reopened.thumbnail("new") == b"\x00webp\xff"
+    assert reopened.thumbnail("a") == b"RIFF-a"
+    assert reopened.thumbnail("bare") is None
+    assert reopened.thumbnail("c") is None
+    assert reopened.thumbnail("no-such-id") is None
+
+
 def test_changes_survive_reopening(opener: Opener, tmp_path: Path) -> None:
     base = make_base(tmp_path, n=10)
     gallery = opener(base)

@@ -5,7 +5,8 @@ Every replica of the service opens a :class:`PostgresGallery` on the same databa
 
 * ``gallery_items``: ``id`` (text, byte order: pages sort as Python sorts), ``label``,
   ``descriptor`` (``vector(D)``, unit norm), ``metadata`` (``json``: the text as written,
-  keys in their order); an HNSW index with ``vector_cosine_ops`` serves the searches;
+  keys in their order), ``thumbnail`` (``bytea``: the item's picture); an HNSW index with
+  ``vector_cosine_ops`` serves the searches;
 * ``gallery_meta``: the descriptor size and the fingerprint of the shipped gallery that
   seeded the table.
 
@@ -40,6 +41,7 @@ from service.gallery.interface import (
     Hit,
     Item,
     check_metadata,
+    check_thumbnail,
     hit,
     normalize_descriptor,
 )
@@ -161,7 +163,8 @@ class PostgresGallery:
                         ' id text COLLATE "C" PRIMARY KEY,'
                         ' label text COLLATE "C" NOT NULL,'
                         f" descriptor vector({size}) NOT NULL,"
-                        " metadata json)"
+                        " metadata json,"
+                        " thumbnail bytea)"
                     )
                     self._seed(connection, base)
                     # After the seeding: one bulk build of the graph, not one insert per item.
@@ -191,10 +194,11 @@ class PostgresGallery:
                     fingerprint,
                 )
             return
-        copy_sql = "COPY gallery_items (id, label, descriptor) FROM STDIN"
+        copy_sql = "COPY gallery_items (id, label, descriptor, thumbnail) FROM STDIN"
         with connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
-            for item_id, label, vector in zip(base.ids, base.labels, base.descriptors, strict=True):
-                copy.write_row((str(item_id), str(label), vector_text(vector)))
+            for i, (item_id, label) in enumerate(zip(base.ids, base.labels, strict=True)):
+                row = (str(item_id), str(label), vector_text(base.descriptors[i]))
+                copy.write_row((*row, base.thumbnail(i)))
         connection.execute("INSERT INTO gallery_meta VALUES ('seeded_from', %s)", (fingerprint,))
         log.info("seeded the gallery database with %d shipped items", len(base.ids))
 
@@ -213,11 +217,12 @@ class PostgresGallery:
     def add(self, item: Item) -> None:
         descriptor = normalize_descriptor(item.descriptor, self.descriptor_size)
         metadata = check_metadata(item.metadata)
+        thumbnail = check_thumbnail(item.thumbnail)
         with self._connection() as connection:
             try:
                 connection.execute(
-                    "INSERT INTO gallery_items VALUES (%s, %s, %s::vector, %s::json)",
-                    (item.id, item.label, vector_text(descriptor), metadata),
+                    "INSERT INTO gallery_items VALUES (%s, %s, %s::vector, %s::json, %s)",
+                    (item.id, item.label, vector_text(descriptor), metadata, thumbnail),
                 )  # autocommit: committed when this returns
             except errors.UniqueViolation:
                 raise DuplicateId(f"id {item.id!r} is already in the gallery") from None
@@ -265,6 +270,13 @@ class PostgresGallery:
             hit(item_id, item_label, 1.0 - distance, metadata)
             for item_id, item_label, distance, metadata in rows
         ]
+
+    def thumbnail(self, item_id: str) -> bytes | None:
+        with self._connection() as connection:
+            row = connection.execute(
+                "SELECT thumbnail FROM gallery_items WHERE id = %s", (item_id,)
+            ).fetchone()
+        return None if row is None or row[0] is None else bytes(row[0])
 
     def close(self) -> None:
         self._pool.close()
