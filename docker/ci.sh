@@ -347,7 +347,7 @@ print("/retrieve: " + ", ".join(f"{n['id']} ({n['label']}) {n['score']:.3f}"
 EOF
 page=$(curl -s -o "$WORK/index.html" -w '%{http_code}' "$URL/")
 if [ "$page" != 200 ] || ! grep -q 'id="drop"' "$WORK/index.html"; then
-  die "GET / is $page, not the page: is service.page.router included in service/app.py?"
+  die "GET / is $page, not the page: is service.routes.page.router in service.routes.ROUTERS?"
 fi
 for asset in app.js style.css; do
   curl -sf -o /dev/null "$URL/static/$asset" || die "GET /static/$asset failed"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, TypeVar, get_args, get_type_hints
 
 T = TypeVar("T")
 
@@ -25,6 +25,8 @@ def _parse(value: str, kind: Any) -> object:
         return value
     if value.lower() in ("none", "null"):
         return None
+    if str in get_args(kind):  # an optional string (a path): taken as written
+        return value
     parsed = json.loads(value)  # tuples, lists, optional numbers
     if isinstance(parsed, list):
         return tuple(tuple(x) if isinstance(x, list) else x for x in parsed)

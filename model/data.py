@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,8 +44,12 @@ def load_maps(
     limit_per_class: int | None = None,
     workers: int | None = None,
     progress: bool = True,
+    root: str | None = None,
 ) -> MapSet:
-    """Build (or read from the cache) one split's spherical maps; see ``raymap.datasets``."""
+    """Build (or read from the cache) one split's spherical maps; see ``raymap.datasets``.
+
+    ``dataset`` is a named layout or ``folder`` (then ``root`` is the folder).
+    """
     arrays = build_split(
         dataset,
         split,
@@ -54,8 +60,15 @@ def load_maps(
         limit_per_class=limit_per_class,
         workers=workers,
         progress=progress,
+        root=None if root is None else Path(root),
     )
     return MapSet.from_arrays(arrays)
+
+
+def dataset_of(train_config: dict[str, Any]) -> tuple[str, str | None]:
+    """(dataset, root) a training run read: its ``data`` folder, else its named ``dataset``."""
+    data = train_config.get("data")
+    return ("folder", str(data)) if data else (str(train_config["dataset"]), None)
 
 
 def batches(

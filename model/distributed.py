@@ -143,12 +143,16 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
             return super().forward(x)
         channels = x.shape[1]
         dims = [0, *range(2, x.dim())]
-        count = torch.full((1,), x.numel() // channels, dtype=x.dtype, device=x.device)
-        local = torch.cat([x.sum(dims), (x * x).sum(dims), count])  # (2C + 1,)
+        # Sums in float64: E[x^2] - E[x]^2 in float32 loses the variance of channels whose
+        # mean is large against their spread.
+        x64 = x.double()
+        count = torch.full((1,), x.numel() // channels, dtype=torch.float64, device=x.device)
+        local = torch.cat([x64.sum(dims), (x64 * x64).sum(dims), count])  # (2C + 1,)
         total = AllReduceSum.apply(local)  # (2C + 1,) summed over the processes
         n = total[-1]
-        mean = total[:channels] / n
-        var = (total[channels : 2 * channels] / n - mean * mean).clamp_min(0.0)  # biased
+        mean64 = total[:channels] / n
+        var = (total[channels : 2 * channels] / n - mean64 * mean64).clamp_min(0.0).to(x.dtype)
+        mean = mean64.to(x.dtype)  # biased variance above, as batch norm normalizes with
         if self.track_running_stats and self.running_mean is not None:
             with torch.no_grad():
                 assert self.running_var is not None and self.num_batches_tracked is not None
@@ -165,7 +169,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     @classmethod
     def convert(cls, module: nn.Module) -> nn.Module:
-        """``module`` with every BatchNorm1d/2d/3d replaced (parameters and buffers kept)."""
+        """``module`` with every BatchNorm1d/2d/3d replaced, sharing its parameters and buffers."""
         if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, cls):
             converted = cls(
                 module.num_features,
@@ -174,10 +178,14 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
                 module.affine,
                 module.track_running_stats,
             )
-            reference = module.running_mean if module.running_mean is not None else module.weight
-            if reference is not None:
-                converted = converted.to(device=reference.device, dtype=reference.dtype)
-            converted.load_state_dict(module.state_dict())
+            # The same parameter and buffer tensors (as SyncBatchNorm's conversion does): an
+            # optimizer made before the conversion still steps this module's weights.
+            if module.affine:
+                converted.weight = module.weight
+                converted.bias = module.bias
+            converted.running_mean = module.running_mean
+            converted.running_var = module.running_var
+            converted.num_batches_tracked = module.num_batches_tracked
             converted.train(module.training)
             return converted
         for name, child in module.named_children():

@@ -13,6 +13,13 @@ learning-rate schedule follows the new count).
 
 ``seed`` draws the initial weights and the batch order; ``data_seed`` the rotations of the
 cached training and test maps (one build serves every ``seed``).
+
+``--data=DIR`` trains on a folder of class folders (``raymap.datasets.sources``) instead of a
+named ``dataset``; ``--init_from=CHECKPOINT`` fine-tunes: that model's layers, a new classifier
+head (``model.finetune``). ``torchrun --nproc-per-node=N -m model.train ...`` trains on N
+processes with the same global batch (``model.distributed``); only rank 0 evaluates and writes,
+and a checkpoint resumes on any number of processes. Each checkpoint carries its ``recipe``
+(settings, data, source model, processes, device), which export copies into the ONNX metadata.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +40,7 @@ from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
+from model import distributed
 from model.checkpoint import (
     best_path,
     checkpoint_path,
@@ -40,13 +49,22 @@ from model.checkpoint import (
     save_checkpoint,
 )
 from model.config import apply_overrides
-from model.data import MapSet, batches, load_maps, split_validation
+from model.data import MapSet, batches, dataset_of, load_maps, split_validation, subset
+from model.finetune import finetune_config, load_pretrained, pretrained_parameters, source_summary
 from model.net import SphericalCNN, describe, preset_config
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     dataset: str = "modelnet10"
+    # A folder dataset instead of ``dataset``: DIR/<class>/<split>/* or DIR/<class>/* (see
+    # raymap.datasets.sources); its validation split, when it has one, replaces val_fraction.
+    data: str | None = None
+    # Fine-tune: the pretrained layers of this checkpoint, a new classifier head; the
+    # architecture and bandwidth are the checkpoint's.
+    init_from: str | None = None
+    freeze_epochs: int = 0  # epochs training only the new head (with init_from)
+    amp: bool = True  # bfloat16 autocast on CUDA (no effect on the CPU)
     architecture: str = "paper"  # a key of model.net.PRESETS
     bandwidth: int = 32
     train_rotation: str = "so3"  # none | z | so3, applied to meshes before ray casting
@@ -77,6 +95,7 @@ class TrainConfig:
 
 # Settings that may change between a run and its resumption: they do not change what an epoch
 # computes (``epochs`` extends or shortens the run; the schedule follows the new count).
+# The number of processes is no setting: a run resumes on any number (model.distributed).
 RESUMABLE_CHANGES = frozenset({"epochs", "progress", "threads", "device"})
 
 
@@ -137,40 +156,38 @@ def train(config: TrainConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = pick_device(config.device)
+    group = distributed.setup(pick_device(config.device))
+    device = group.device
+    group.check_batch_size(config.batch_size)
+    say = print if group.is_main else _silent
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
 
-    model_config = preset_config(config.architecture, dropout=config.dropout)
-    if model_config.bandwidth != config.bandwidth:
-        model_config = dataclasses.replace(model_config, bandwidth=config.bandwidth)
-    common = {"limit_per_class": config.limit_per_class, "progress": config.progress}
-    full_train = load_maps(
-        config.dataset,
-        "train",
-        config.bandwidth,
-        config.train_rotation,
-        config.train_copies,
-        config.data_seed,
-        **common,
-    )
-    train_set, val_set = split_validation(full_train, config.val_fraction, config.val_seed)
-    del full_train
-    test_set = load_maps(
-        config.dataset,
-        "test",
-        config.bandwidth,
-        config.test_rotation,
-        1,
-        config.data_seed,
-        **common,
-    )
-    print(f"{len(train_set)} training, {len(val_set)} validation, {len(test_set)} test maps")
-    model_config = dataclasses.replace(model_config, n_classes=len(train_set.class_names))
+    source = read_checkpoint(config.init_from) if config.init_from else None
+    if source is not None and source["model_config"]["bandwidth"] != config.bandwidth:
+        raise SystemExit(
+            f"{config.init_from} works on maps of bandwidth {source['model_config']['bandwidth']};"
+            f" set --bandwidth={source['model_config']['bandwidth']}"
+        )
+    train_set, val_set, test_set = load_data(config, progress=config.progress and group.is_main)
+    say(f"{len(train_set)} training, {len(val_set)} validation, {len(test_set)} test maps")
+    n_classes = len(train_set.class_names)
+    if source is not None:
+        model_config = finetune_config(source, n_classes, config.dropout)
+    else:
+        model_config = preset_config(config.architecture, dropout=config.dropout)
+        model_config = dataclasses.replace(
+            model_config, bandwidth=config.bandwidth, n_classes=n_classes
+        )
     model = SphericalCNN(model_config).to(device)
-    print(describe(model), f"on {device}", flush=True)
+    if source is not None:
+        copied = load_pretrained(model, source)
+        say(f"fine-tuning: {copied} pretrained tensors from {config.init_from}, a new head")
+    say(describe(model), f"on {device}", f"x {group.world_size} processes", flush=True)
+    recipe = make_recipe(config, group, train_set, val_set, test_set, source)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     average = make_average(model, config)
+    autocast = config.amp and device.type == "cuda"
 
     start_epoch, history, seconds = 0, [], 0.0
     best: dict[str, float] = {"val_acc": -1.0, "val_loss": math.inf, "epoch": 0}
@@ -189,24 +206,34 @@ def train(config: TrainConfig) -> Path:
         torch.set_rng_state(state["rng_state"])
         start_epoch, history, seconds = state["epoch"] + 1, state["history"], state["seconds"]
         best = state["best"]
-        print(f"resuming after epoch {state['epoch'] + 1} from {path}", flush=True)
+        say(f"resuming after epoch {state['epoch'] + 1} from {path}", flush=True)
+    net = group.prepare(model)  # the same parameters, wrapped for N processes
 
     for epoch in range(start_epoch, config.epochs):
         began, began_cpu = time.perf_counter(), time.process_time()
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * lr_factor(config, epoch)
-        model.train()
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = config.lr * lr_factor(config, epoch)
+        frozen = pretrained_parameters(model) if epoch < config.freeze_epochs and source else []
+        net.train()
         shuffle = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         loss_sum, correct, seen = 0.0, 0, 0
         steps = batches(len(train_set), config.batch_size, shuffle, drop_last=True)
-        bar = tqdm(steps, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not config.progress)
-        for index in bar:
+        bar = tqdm(
+            steps,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not (config.progress and group.is_main),
+        )
+        for global_index in bar:
+            index = group.shard(global_index)  # this process's part of the global batch
             maps = train_set.maps[index].to(device, non_blocking=True)
             labels = train_set.labels[index].to(device, non_blocking=True)
-            logits, _ = model(maps)
-            loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                logits, _ = net(maps)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            for parameter in frozen:  # only the new head learns (the same in every process)
+                parameter.grad = None
             optimizer.step()
             if average is not None and config.average == "ema":
                 average.update_parameters(model)
@@ -214,15 +241,26 @@ def train(config: TrainConfig) -> Path:
             correct += int((logits.argmax(1) == labels).sum())
             seen += len(index)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        loss_sum, correct, seen = group.sum([loss_sum, correct, seen])
         train_seconds = time.perf_counter() - began
         cpu_seconds = time.process_time() - began_cpu
         seconds += train_seconds
         if average is not None and config.average == "swa" and swa_epoch(config, epoch):
             average.update_parameters(model)
+        if not group.is_main:  # rank 0 evaluates and writes; the others wait for it
+            group.barrier()
+            continue
         averaged = average is not None and int(average.n_averaged) > 0
         chosen: nn.Module = average.module if averaged else model  # type: ignore[union-attr]
         val_acc, val_loss = measure(chosen, val_set, device)
         test_acc, _ = measure(chosen, test_set, device)
+        # The raw weights too, so that one run compares averaging against none.
+        raw = {}
+        if averaged:
+            raw_val_acc, raw_val_loss = measure(model, val_set, device)
+            raw_test_acc, _ = measure(model, test_set, device)
+            raw = {"raw_val_acc": raw_val_acc, "raw_val_loss": raw_val_loss}
+            raw["raw_test_acc"] = raw_test_acc
         record = {
             "epoch": epoch + 1,
             "lr": optimizer.param_groups[0]["lr"],
@@ -231,9 +269,11 @@ def train(config: TrainConfig) -> Path:
             "val_acc": val_acc,
             "val_loss": val_loss,
             "test_acc": test_acc,
+            **raw,
             "epoch_seconds": train_seconds,
             "epoch_cpu_seconds": cpu_seconds,
             "train_seconds": seconds,
+            "processes": group.world_size,
         }
         history.append(record)
         print(
@@ -244,15 +284,20 @@ def train(config: TrainConfig) -> Path:
             f"total {seconds / 60:.1f} min)",
             flush=True,
         )
+        artifact = {"recipe": recipe, **model_artifact(model, train_set.class_names, config)}
         # Without a validation split (val_fraction=0) the last epoch is the chosen one.
         if not len(val_set) or (val_acc, -val_loss) > (best["val_acc"], -best["val_loss"]):
             best = {"val_acc": val_acc, "val_loss": val_loss, "epoch": epoch + 1}
             assert isinstance(chosen, SphericalCNN)
-            selected = {**model_artifact(chosen, train_set.class_names, config), "selection": best}
+            selected = {
+                "recipe": recipe,
+                **model_artifact(chosen, train_set.class_names, config),
+                "selection": best,
+            }
             save_checkpoint({**selected, "history": history, "seconds": seconds}, best_path(out))
         save_checkpoint(
             {
-                **model_artifact(model, train_set.class_names, config),
+                **artifact,
                 "optimizer": optimizer.state_dict(),
                 "average": None if average is None else average.state_dict(),
                 "rng_state": torch.get_rng_state(),
@@ -263,9 +308,95 @@ def train(config: TrainConfig) -> Path:
             },
             path,
         )
-    (out / "history.json").write_text(json.dumps(history, indent=1))
-    print(f"chosen on validation: epoch {best['epoch']} (val {best['val_acc']:.4f})", flush=True)
+        group.barrier()
+    if group.is_main:
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+        print(
+            f"chosen on validation: epoch {best['epoch']} (val {best['val_acc']:.4f})", flush=True
+        )
+    group.close()
     return path
+
+
+def load_data(config: TrainConfig, progress: bool) -> tuple[MapSet, MapSet, MapSet]:
+    """(train, validation, test) maps: the folder's splits, or a named dataset's.
+
+    The validation split is the folder's own when it has one, else ``val_fraction`` of the
+    training meshes (``val_seed``); a folder without a test split gives an empty test set.
+    """
+    dataset, root = dataset_of(dataclasses.asdict(config))
+
+    def split(name: str, rotation: str, copies: int) -> MapSet | None:
+        try:
+            return load_maps(
+                dataset,
+                name,
+                config.bandwidth,
+                rotation,
+                copies,
+                config.data_seed,
+                limit_per_class=config.limit_per_class,
+                progress=progress,
+                root=root,
+            )
+        except FileNotFoundError:
+            if name == "train":
+                raise
+            return None  # a folder without this split
+
+    full_train = split("train", config.train_rotation, config.train_copies)
+    assert full_train is not None
+    own_validation = split("validation", config.test_rotation, 1) if root else None
+    if own_validation is not None:
+        train_set, val_set = full_train, own_validation
+    else:
+        train_set, val_set = split_validation(full_train, config.val_fraction, config.val_seed)
+    test_set = split("test", config.test_rotation, 1)
+    if test_set is None:
+        test_set = subset(train_set, np.zeros(len(train_set), dtype=bool))
+    return train_set, val_set, test_set
+
+
+def make_recipe(
+    config: TrainConfig,
+    group: distributed.Distributed,
+    train_set: MapSet,
+    val_set: MapSet,
+    test_set: MapSet,
+    source: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """How the model was made, for model cards: settings, data, source model, machine."""
+    dataset, root = dataset_of(dataclasses.asdict(config))
+    counts = np.bincount(train_set.labels.numpy(), minlength=len(train_set.class_names))
+    return {
+        "command": "python -m model.train "
+        + " ".join(
+            f"--{k}={v}"
+            for k, v in dataclasses.asdict(config).items()
+            if v != getattr(TrainConfig, k, None) and k != "progress"
+        ),
+        "train_config": dataclasses.asdict(config),
+        "data": {
+            "dataset": dataset,
+            "folder": root,
+            "class_names": list(train_set.class_names),
+            "train_maps_per_class": counts.tolist(),
+            "train_maps": len(train_set),
+            "validation_maps": len(val_set),
+            "test_maps": len(test_set),
+        },
+        "fine_tuned_from": (
+            None if source is None else source_summary(str(config.init_from), source)
+        ),
+        "processes": group.world_size,
+        "device": str(group.device),
+        "autocast": "bfloat16" if config.amp and group.device.type == "cuda" else None,
+        "torch": torch.__version__,
+    }
+
+
+def _silent(*args: object, **kwargs: object) -> None:
+    """``print`` on the processes other than rank 0."""
 
 
 def main(argv: list[str] | None = None) -> int:

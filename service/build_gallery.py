@@ -20,7 +20,6 @@ import numpy as np
 from tqdm import tqdm
 
 from raymap.datasets import DATASETS, FOLDER, FOLDER_SPLITS, SPLITS, build_split
-from raymap.features import FEATURE_NAMES, FEATURES_VERSION
 from service.gallery.shipped import write_base_gallery
 
 
@@ -39,13 +38,8 @@ def build_gallery(
     """Write the gallery to ``out`` (atomically); returns the number of items."""
     from service.runtime import Runtime
 
-    runtime = Runtime(model, warmup=False)
-    info = runtime.info
-    if tuple(info.feature_names) != FEATURE_NAMES or info.features_version != FEATURES_VERSION:
-        raise SystemExit(
-            f"the model was trained on features {info.feature_names} v{info.features_version}; "
-            f"this raymap makes {FEATURE_NAMES} v{FEATURES_VERSION}"
-        )
+    runtime = Runtime(model, warmup=False)  # refuses a model made for other maps
+    info = runtime.info  # the model's contract, read from its metadata
     ids: list[str] = []
     labels: list[str] = []
     descriptors: list[np.ndarray] = []
@@ -69,7 +63,7 @@ def build_gallery(
             range(0, n, batch_size), desc=f"descriptors {split}", disable=not progress
         ):
             maps = np.ascontiguousarray(arrays.maps[start : start + batch_size], np.float32)
-            _, batch_descriptors = runtime.run(maps)  # (B, D)
+            batch_descriptors = runtime.run(maps).descriptor  # (B, D)
             descriptors.append(np.asarray(batch_descriptors, np.float32))
         ids += list(arrays.names)
         labels += [arrays.class_names[int(i)] for i in arrays.labels]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import io
 import logging
 import time
@@ -31,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from raymap.contract import ModelContract
 from raymap.mesh import load_mesh
 from raymap.project import spherical_map
 from raymap.render import render_map
@@ -38,7 +40,7 @@ from service.batching import MicroBatcher, Overloaded
 from service.errors import MeshTimeout
 from service.gallery import Gallery, Hit, Item
 from service.metrics import Metrics
-from service.runtime import ModelInfo
+from service.runtime import Outputs
 from service.settings import Settings
 
 log = logging.getLogger("service.pipeline")
@@ -55,10 +57,11 @@ PANEL_PIXELS = 128  # each channel's panel of a drawn map is about this wide
 class RuntimeLike(Protocol):
     """What the pipeline uses of :class:`service.runtime.Runtime` (tests wrap the real one)."""
 
-    info: ModelInfo
+    info: ModelContract
     provider: str
+    metadata: dict[str, str]  # all of the model's metadata (the contract and provenance)
 
-    def run(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def run(self, maps: np.ndarray) -> Outputs: ...
 
     def mesh_to_map(
         self, data: bytes, file_type: str, max_faces: int
@@ -105,6 +108,8 @@ class Inference:
     descriptor: np.ndarray  # (D,) float32, unit length
     label: str  # the most probable class
     batch_size: int  # how many maps shared the model call
+    novelty: float | None  # higher = less like the model's classes; None: the model has none
+    known: bool  # novelty at most the threshold: the shape looks like one of the classes
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -199,8 +204,15 @@ class Pipeline:
         )
 
     @property
-    def info(self) -> ModelInfo:
+    def info(self) -> ModelContract:
         return self.runtime.info
+
+    @property
+    def threshold(self) -> float | None:
+        """The novelty threshold: ``settings.novelty_threshold``, else the model's own."""
+        if self.settings.novelty_threshold is not None:
+            return self.settings.novelty_threshold
+        return self.info.novelty_threshold
 
     async def start(self) -> None:
         """Start the batcher and warm up every stage with a tiny mesh (no time limit: the first
@@ -301,14 +313,16 @@ class Pipeline:
         timings.stages["queue"] = batch.queue_ms
         timings.stages["inference"] = batch.inference_ms
         label = self.info.class_names[int(np.argmax(batch.probabilities))]
-        return Inference(batch.probabilities, batch.descriptor, label, batch.batch_size)
+        threshold, novelty = self.threshold, batch.novelty
+        known = threshold is None or novelty is None or novelty <= threshold
+        return Inference(
+            batch.probabilities, batch.descriptor, label, batch.batch_size, novelty, known
+        )
 
     def _finish(self, operation: str, result: Inference, timings: Timings) -> Inference:
         finished = timings.finish()
         self.metrics.observe_stages(operation, finished)
-        return Inference(
-            result.probabilities, result.descriptor, result.label, result.batch_size, finished
-        )
+        return dataclasses.replace(result, timings_ms=finished)
 
     async def _cast(
         self, permit: Permit, timeout_s: float | None, fn: Callable[..., T], *args: Any

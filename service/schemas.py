@@ -20,6 +20,16 @@ class ModelRef(BaseModel):
     version: str
 
 
+KNOWN = (
+    "whether the shape looks like one of the model's classes (novelty at most the threshold); "
+    "when false, the label is only the closest class"
+)
+NOVELTY = (
+    "how unlike the model's classes the shape is (higher = less like them); "
+    "null for a model without a novelty output"
+)
+
+
 class ClassProbability(BaseModel):
     label: str
     probability: float
@@ -32,6 +42,8 @@ class ClassifyResponse(BaseModel):
         None, description="the top_k most probable classes, when top_k was asked for"
     )
     descriptor: list[float] = Field(description="L2-normalized rotation-invariant descriptor")
+    known: bool = Field(description=KNOWN)
+    novelty: float | None = Field(description=NOVELTY)
     timings_ms: dict[str, float] = Field(description="per-stage wall times in milliseconds")
     batch_size: int = Field(description="how many maps shared this request's model call")
     model: ModelRef
@@ -46,6 +58,8 @@ class Neighbor(BaseModel):
 
 class RetrieveResponse(BaseModel):
     label: str = Field(description="the query's own predicted class")
+    known: bool = Field(description=KNOWN)
+    novelty: float | None = Field(description=NOVELTY)
     neighbors: list[Neighbor]
     timings_ms: dict[str, float]
     batch_size: int = Field(description="how many maps shared this request's model call")

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     max_faces: int = Field(default=500_000, ge=1)
     mesh_timeout_s: float = Field(default=20.0, gt=0.0)  # parse + ray cast of one upload
     max_k: int = Field(default=100, ge=1)
+    # Novelty above this -> ``known: false``; None: the threshold in the model's metadata
+    # (fitted so that 95 % of in-class validation shapes stay known).
+    novelty_threshold: float | None = None
 
     # The gallery.
     gallery_backend: Literal["embedded", "qdrant"] = "embedded"

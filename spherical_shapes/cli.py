@@ -7,6 +7,7 @@
     spherical-shapes data | train | evaluate | export ...  python -m raymap.datasets, model.train,
                                                            model.evaluate, export.onnx
     spherical-shapes gallery build DIR                     a gallery from a folder of meshes
+    spherical-shapes card MODEL.onnx                       a model card from its metadata
 
 ``classify``, ``retrieve``, ``map`` and ``serve`` never import torch; the training front-ends
 import it when they run. ``SHAPES_*`` variables configure the model, limits and gallery as
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import os
 import sys
@@ -81,6 +83,10 @@ def parser() -> argparse.ArgumentParser:
     for name, (_module, help_) in FRONT_ENDS.items():
         sub.add_parser(name, help=help_, add_help=False)
 
+    card = sub.add_parser("card", help="a model card (Markdown) from a model's ONNX metadata")
+    card.add_argument("model", type=Path, metavar="MODEL.onnx")
+    card.add_argument("-o", "--out", type=Path, default=None, help="default: stdout")
+
     gallery = sub.add_parser("gallery", help="gallery files")
     gallery_sub = gallery.add_subparsers(dest="gallery_command", required=True, metavar="ACTION")
     build = gallery_sub.add_parser(
@@ -101,7 +107,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] in FRONT_ENDS:
-        module = __import__(FRONT_ENDS[args_list[0]][0], fromlist=["main"])
+        module = importlib.import_module(FRONT_ENDS[args_list[0]][0])
         return int(module.main(args_list[1:]) or 0)
     args = parser().parse_args(args_list)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -110,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "map": render,
         "serve": serve,
         "gallery": build_gallery,
+        "card": write_card,
     }
     return commands[args.command](args)
 
@@ -320,6 +327,18 @@ def serve(args: argparse.Namespace) -> int:
     from service.__main__ import main as serve_main
 
     return serve_main()
+
+
+def write_card(args: argparse.Namespace) -> int:
+    from spherical_shapes.card import read_metadata, render_card
+
+    text = render_card(read_metadata(args.model))
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text)
+        print(f"wrote {args.out}")
+    return 0
 
 
 def build_gallery(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ import trimesh
 from raymap.mesh import load_mesh
 
 if TYPE_CHECKING:
-    from service.runtime import Runtime
+    from service.runtime import Outputs, Runtime
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -197,7 +197,7 @@ def expected_prediction(
     """The reference for an HTTP answer: the runtime's two stages called directly (mesh ->
     map, then the model on a batch of one), without the service's pipeline."""
     spherical_map, _ = runtime.mesh_to_map(data, file_type, max_faces)
-    probabilities, descriptor = runtime.run(spherical_map[None])  # (1, K), (1, D)
+    probabilities, descriptor, _ = runtime.run(spherical_map[None])  # (1, K), (1, D), (1,)
     label = runtime.info.class_names[int(np.argmax(probabilities[0]))]
     return Expected(probabilities[0], descriptor[0], label)
 
@@ -223,6 +223,7 @@ class InstrumentedRuntime:
     ) -> None:
         self.runtime = runtime
         self.info = runtime.info
+        self.metadata = runtime.metadata
         self.provider = runtime.provider
         self.delay_s = delay_s
         self.cast_delay_s = cast_delay_s
@@ -230,7 +231,7 @@ class InstrumentedRuntime:
         self.batch_sizes: list[int] = []
         self._lock = threading.Lock()
 
-    def run(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, maps: np.ndarray) -> Outputs:
         with self._lock:
             self.batch_sizes.append(len(maps))
         if self.fail_with is not None:

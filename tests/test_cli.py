@@ -186,3 +186,12 @@ def test_gallery_build_from_a_folder(env, tmp_path) -> None:
     with np.load(out) as gallery:
         assert sorted(gallery["ids"].tolist()) == sorted(p.stem for p in MINI.glob("*/*/*.off"))
         assert set(gallery["labels"].tolist()) == set(CLASS_NAMES)
+
+
+def test_card_is_generated_from_the_metadata(env, tmp_path) -> None:
+    out = tmp_path / "CARD.md"
+    assert main(["card", env["SHAPES_MODEL_PATH"], "-o", str(out)]) == 0
+    card = out.read_text()
+    assert card.startswith("# Model card: `")
+    assert f"Classes: {', '.join(CLASS_NAMES)}." in card
+    assert "b = 16" in card and "Trained from scratch" in card

@@ -87,9 +87,12 @@ def test_global_batch_norm_over_two_gloo_processes_equals_one_batch(tmp_path: Pa
 
 def test_global_batch_norm_is_plain_batch_norm_outside_a_group() -> None:
     plain = nn.BatchNorm1d(4)
-    converted = GlobalBatchNorm.convert(nn.Sequential(nn.BatchNorm1d(4)))[0]
+    original = nn.Sequential(nn.BatchNorm1d(4))
+    weight = original[0].weight
+    converted = GlobalBatchNorm.convert(original)[0]
     assert isinstance(converted, GlobalBatchNorm)
     assert set(converted.state_dict()) == set(plain.state_dict())
+    assert converted.weight is weight  # an optimizer made before the conversion still works
     x = torch.randn(6, 4)
     torch.testing.assert_close(converted(x), plain(x))
     with pytest.raises(ValueError, match="2D"):

@@ -305,3 +305,14 @@ def test_the_command_line_builds_every_split_of_a_folder(tmp_path: Path, capsys)
         "test",
     ]
     assert "skipped toilet/bad.obj" in err
+
+
+def test_the_command_line_skips_a_split_the_folder_lacks(tmp_path: Path, capsys) -> None:
+    from raymap.datasets.__main__ import main
+
+    argv = ["--data", str(MODELNET_MINI), "--bandwidth", "8", "--workers", "1", "--no-progress"]
+    assert main([*argv, "--cache-dir", str(tmp_path), "--limit-per-class", "none"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 2 and "validation: no files" in err
+    with pytest.raises(FileNotFoundError):  # asked for by name: an error
+        main([*argv, "--cache-dir", str(tmp_path), "--split", "validation"])

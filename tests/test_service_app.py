@@ -85,7 +85,7 @@ def test_health_model_and_openapi(client: TestClient, small_runtime: Runtime) ->
     assert model["bandwidth"] == info.bandwidth
     assert tuple(model["feature_names"]) == info.feature_names
     assert model["provider"] == "CPUExecutionProvider"
-    assert model["metadata"] == info.metadata
+    assert model["metadata"] == small_runtime.metadata
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/classify", "/retrieve", "/gallery", "/gallery/count", "/metrics"):
         assert path in paths

@@ -49,9 +49,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, default=FolderSplit.seed)
     p.add_argument("--cache-dir", type=Path, default=None)
     p.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
-    p.add_argument("--limit-per-class", type=int, default=None)
+    p.add_argument("--limit-per-class", type=optional_int, default=None, help="an integer or none")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def optional_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "null", "") else int(text)
 
 
 def settings_from_args(args: argparse.Namespace, split: str) -> BuildSettings:
@@ -81,9 +85,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         start = time.perf_counter()
-        arrays = load_or_build(
-            settings, cache, args.workers, progress=not args.no_progress, mmap=True
-        )
+        try:
+            arrays = load_or_build(
+                settings, cache, args.workers, progress=not args.no_progress, mmap=True
+            )
+        except FileNotFoundError as exc:
+            if args.split is not None or split == "train":
+                raise
+            print(f"{split}: no files ({exc}); skipped", file=sys.stderr)
+            continue
         folder = cache / "maps" / settings.key()
         print(
             f"{settings.key()}: {arrays.maps.shape[0]} rows, {len(arrays.class_names)} classes, "

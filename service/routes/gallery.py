@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Form, Query
 from fastapi.responses import Response
 
 from service.errors import (
+    BadRequest,
     DuplicateId,
     GalleryError,
     InvalidRequest,
@@ -36,13 +37,29 @@ router = APIRouter(tags=["gallery"])
 WRITES: list[Any] = [Depends(require_api_key)]
 READ_ERRORS = (InvalidRequest, NotReady)
 WRITE_ERRORS = (Unauthorized, PayloadTooLarge, InvalidRequest, NotReady, Overloaded)
+# The new item's routes, for clients and for stateful testing (OpenAPI links).
+ITEM_LINKS = {
+    201: {
+        "description": "the item was added",
+        "links": {
+            "GetItem": {
+                "operationId": "get_item",
+                "parameters": {"item_id": "$response.body#/id"},
+            },
+            "DeleteItem": {
+                "operationId": "delete_item",
+                "parameters": {"item_id": "$response.body#/id"},
+            },
+        },
+    }
+}
 
 
 @router.post(
     "/gallery",
     status_code=201,
     dependencies=WRITES,
-    responses=responses(*MESH_ERRORS, Unauthorized, DuplicateId, GalleryError),
+    responses={**ITEM_LINKS, **responses(*MESH_ERRORS, Unauthorized, DuplicateId, GalleryError)},
 )
 async def add_mesh(
     pipeline: ReadyPipeline,
@@ -61,7 +78,7 @@ async def add_mesh(
     "/gallery/descriptors",
     status_code=201,
     dependencies=WRITES,
-    responses=responses(*WRITE_ERRORS, DuplicateId, GalleryError),
+    responses={**ITEM_LINKS, **responses(*WRITE_ERRORS, BadRequest, DuplicateId, GalleryError)},
 )
 async def add_descriptor(pipeline: ReadyPipeline, body: DescriptorItem) -> GalleryItem:
     """Add a stored descriptor (from ``/classify`` of the same model) under ``id``."""
@@ -97,7 +114,11 @@ async def count(
     return GalleryCount(count=await pipeline.in_thread(pipeline.gallery.count, label))
 
 
-@router.get("/gallery/items/{item_id}", responses=responses(*READ_ERRORS, NotFound))
+@router.get(
+    "/gallery/items/{item_id}",
+    operation_id="get_item",
+    responses=responses(*READ_ERRORS, NotFound),
+)
 async def get_item(pipeline: ReadyPipeline, item_id: str) -> GalleryItemWithDescriptor:
     """One item with its descriptor."""
     item = await pipeline.in_thread(pipeline.gallery.get, item_id)
@@ -113,6 +134,7 @@ async def get_item(pipeline: ReadyPipeline, item_id: str) -> GalleryItemWithDesc
 
 @router.delete(
     "/gallery/items/{item_id}",
+    operation_id="delete_item",
     status_code=204,
     dependencies=WRITES,
     response_class=Response,

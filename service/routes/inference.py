@@ -72,6 +72,8 @@ async def classify(
         probabilities={n: float(p) for n, p in zip(names, result.probabilities, strict=True)},
         top_k=None if top_k is None else top_k_of(pipeline, result, top_k),
         descriptor=result.descriptor.astype(float).tolist(),
+        known=result.known,
+        novelty=result.novelty,
         timings_ms=result.timings_ms,
         batch_size=result.batch_size,
         model=model_ref(pipeline),
@@ -91,6 +93,8 @@ async def retrieve(
     result = await pipeline.retrieve(upload, k, label)
     return RetrieveResponse(
         label=result.inference.label,
+        known=result.inference.known,
+        novelty=result.inference.novelty,
         neighbors=[
             Neighbor(id=h.id, label=h.label, score=h.score, metadata=h.metadata)
             for h in result.hits

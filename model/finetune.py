@@ -1,0 +1,55 @@
+"""Fine-tuning: a new classifier head on the pretrained layers of another run's checkpoint.
+
+Everything of the source network but its last linear layer (the spherical convolutions, their
+batch norms, the embedding that makes the descriptor) is copied; the classifier is new, sized
+for the new classes. The architecture and bandwidth are the source's, so the maps must be
+built at its bandwidth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from model.net import ModelConfig, SphericalCNN
+
+HEAD = "classifier."
+
+
+def finetune_config(source: dict[str, Any], n_classes: int, dropout: float) -> ModelConfig:
+    """The source's architecture with ``n_classes`` outputs and this run's dropout."""
+    config = ModelConfig.from_dict(source["model_config"])
+    return dataclasses.replace(config, n_classes=n_classes, dropout=dropout)
+
+
+def load_pretrained(model: SphericalCNN, source: dict[str, Any]) -> int:
+    """Copy every weight of ``source`` except the head into ``model``; the number of tensors."""
+    weights = {k: v for k, v in source["weights"].items() if not k.startswith(HEAD)}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    if unexpected or any(not name.startswith(HEAD) for name in missing):
+        raise ValueError(
+            f"the source checkpoint does not fit this network: missing {missing}, "
+            f"unexpected {unexpected}"
+        )
+    return len(weights)
+
+
+def pretrained_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters copied from the source (frozen while ``freeze_epochs`` last)."""
+    return [p for name, p in model.named_parameters() if not name.startswith(HEAD)]
+
+
+def source_summary(path: str | Path, source: dict[str, Any]) -> dict[str, Any]:
+    """What the recipe records of the source: file, digest, classes, its own recipe."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return {
+        "path": str(path),
+        "sha256": digest,
+        "class_names": list(source.get("class_names", [])),
+        "train_config": source.get("train_config"),
+        "recipe": source.get("recipe"),
+    }
