@@ -33,6 +33,10 @@ class DuplicateId(GalleryError):
     """An item's id is already in the gallery."""
 
 
+class GalleryUnavailable(RuntimeError):
+    """The gallery's store cannot be reached now (its database is away); retry later."""
+
+
 @dataclass(frozen=True)
 class Item:
     id: str
