@@ -30,6 +30,8 @@ import onnxruntime as ort
 
 import raymap
 from raymap.contract import CORE_OUTPUTS, NOVELTY, ContractError, ModelContract
+from raymap.preview import MeshPreview, mesh_preview
+from raymap.project import prepare, project
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +177,33 @@ class Runtime:
         Keys: ``parse`` and raymap's ``normalize``, ``hull``, ``cast`` (``cast_build`` +
         ``cast_rays``), ``features``. Raises :class:`raymap.MeshError` for a bad mesh.
         """
+        spherical_map, timings, _ = self._cast(data, file_type, max_faces, None)
+        return spherical_map, timings
+
+    def mesh_to_map_with_preview(
+        self, data: bytes, file_type: str, max_faces: int, preview_faces: int
+    ) -> tuple[np.ndarray, dict[str, float], MeshPreview]:
+        """:meth:`mesh_to_map` and a preview of the same parsed mesh, normalized as the
+        network sees it and decimated to ``preview_faces`` triangles (stage ``preview``)."""
+        spherical_map, timings, preview = self._cast(data, file_type, max_faces, preview_faces)
+        assert preview is not None
+        return spherical_map, timings, preview
+
+    def _cast(
+        self, data: bytes, file_type: str, max_faces: int, preview_faces: int | None
+    ) -> tuple[np.ndarray, dict[str, float], MeshPreview | None]:
         start = time.perf_counter()
         mesh = raymap.load_mesh(data, file_type, max_faces=max_faces)
-        parse_ms = 1e3 * (time.perf_counter() - start)
-        spherical_map, stages = raymap.spherical_map_timed(mesh, self.info.bandwidth)
-        timings = {"parse": parse_ms}
-        timings.update({key: value for key, value in stages.items() if key != "total"})
-        return spherical_map, timings
+        timings = {"parse": 1e3 * (time.perf_counter() - start)}
+        if preview_faces is None:
+            spherical_map, stages = raymap.spherical_map_timed(mesh, self.info.bandwidth)
+            timings.update({key: value for key, value in stages.items() if key != "total"})
+            return spherical_map, timings, None
+        # The same stages by hand, keeping the normalized mesh that is cast for the preview.
+        prepared = prepare(mesh, timings)
+        spherical_map = project(prepared, self.info.bandwidth, None, timings)
+        timings["cast"] = timings["cast_build"] + timings["cast_rays"]
+        start = time.perf_counter()
+        preview = mesh_preview(prepared.normalized, preview_faces)
+        timings["preview"] = 1e3 * (time.perf_counter() - start)
+        return spherical_map, timings, preview

@@ -35,6 +35,21 @@ class ClassProbability(BaseModel):
     probability: float
 
 
+class MeshPreviewBody(BaseModel):
+    """The classified mesh as the page draws it (asked for with ``preview=true``)."""
+
+    media_type: str = Field(description="the format of ``mesh``: see raymap.preview")
+    mesh: str = Field(
+        description="base64 of the normalized mesh, decimated by vertex clustering: int16 "
+        "positions and uint16/uint32 triangle indices after a 20-byte header"
+    )
+    vertices: int
+    faces: int = Field(description="triangles in the preview")
+    source_faces: int = Field(description="triangles in the uploaded mesh")
+    thumbnail_media_type: str
+    thumbnail: str = Field(description="base64 of a small shaded picture, as the gallery's")
+
+
 class ClassifyResponse(BaseModel):
     label: str = Field(description="the most probable class")
     probabilities: dict[str, float] = Field(description="every class's probability")
@@ -47,6 +62,7 @@ class ClassifyResponse(BaseModel):
     timings_ms: dict[str, float] = Field(description="per-stage wall times in milliseconds")
     batch_size: int = Field(description="how many maps shared this request's model call")
     model: ModelRef
+    preview: MeshPreviewBody | None = Field(None, description="when preview=true was asked for")
 
 
 class Neighbor(BaseModel):

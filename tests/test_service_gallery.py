@@ -1,6 +1,7 @@
 """The gallery stores: exact cosine search against brute force, durability, paging, filters.
 
-Both backends run the same tests; Qdrant in qdrant-client's local mode (no server).
+Both backends run the same tests: the embedded store, and PostgreSQL + pgvector on a real
+server the tests start (``postgres`` in conftest.py), a new database per test.
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ def make_base(tmp_path: Path, n: int = 50, seed: int = 0) -> Path:
 Opener = Callable[[Path | None], Gallery]
 
 
-@pytest.fixture(params=["embedded", "qdrant"])
+@pytest.fixture(params=["embedded", "postgres"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """Opens (and reopens) a gallery over a base file in a folder owned by the test."""
+    """Opens (and reopens) a gallery over a base file in a folder (a database) owned by the
+    test."""
     opened: list[Gallery] = []
+    database: list[str] = []
 
     def open_(base: Path | None) -> Gallery:
         for gallery in opened:
@@ -53,10 +56,11 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
         if request.param == "embedded":
             gallery: Gallery = EmbeddedGallery(loaded, tmp_path / "store")
         else:
-            pytest.importorskip("qdrant_client")
-            from service.gallery.qdrant import QdrantGallery
+            from service.gallery.postgres import PostgresGallery
 
-            gallery = QdrantGallery(loaded, "test", path=tmp_path / "qdrant")
+            if not database:
+                database.append(request.getfixturevalue("postgres").create_database())
+            gallery = PostgresGallery(loaded, database[0])
         opened.append(gallery)
         return gallery
 
@@ -123,6 +127,33 @@ def test_add_delete_count_and_list(opener: Opener, tmp_path: Path) -> None:
     assert gallery.get("chair_0000") is None
     assert gallery.count() == 9
     assert "chair_0000" not in {h.id for h in gallery.search(vector, 100)}
+
+
+def test_thumbnails_are_kept_with_their_items(opener: Opener, tmp_path: Path) -> None:
+    """Pictures of shipped items (from the base file) and of added ones, across reopening;
+    none for an item without one or a deleted item."""
+    rng = np.random.default_rng(4)
+    base = tmp_path / "pictures.npz"
+    pictures = [b"RIFF-a", None, b"RIFF-c" * 50]
+    write_base_gallery(
+        base,
+        ["a", "b", "c"],
+        ["chair", "desk", "sofa"],
+        rng.standard_normal((3, D)).astype(np.float32),
+        thumbnails=pictures,
+    )
+    gallery = opener(base)
+    assert [gallery.thumbnail(i) for i in ("a", "b", "c")] == pictures
+    vector = rng.standard_normal(D).astype(np.float32)
+    gallery.add(Item("new", "lamp", vector, thumbnail=b"\x00webp\xff"))
+    gallery.add(Item("bare", "lamp", vector))
+    gallery.delete("c")
+    reopened = opener(base)
+    assert reopened.thumbnail("new") == b"\x00webp\xff"
+    assert reopened.thumbnail("a") == b"RIFF-a"
+    assert reopened.thumbnail("bare") is None
+    assert reopened.thumbnail("c") is None
+    assert reopened.thumbnail("no-such-id") is None
 
 
 def test_changes_survive_reopening(opener: Opener, tmp_path: Path) -> None:

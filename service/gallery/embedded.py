@@ -31,6 +31,7 @@ from service.gallery.interface import (
     Hit,
     Item,
     check_metadata,
+    check_thumbnail,
     hit,
     normalize_descriptor,
 )
@@ -59,11 +60,15 @@ class EmbeddedGallery:
         with self._transaction():
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS changes (id TEXT PRIMARY KEY, label TEXT, "
-                "descriptor BLOB, metadata TEXT)"  # descriptor NULL: a deleted base item
-            )
+                "descriptor BLOB, metadata TEXT, thumbnail BLOB)"
+            )  # descriptor NULL: a deleted base item
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(changes)")}
+            if "thumbnail" not in columns:  # a store made before items had pictures
+                self._db.execute("ALTER TABLE changes ADD COLUMN thumbnail BLOB")
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             self._check_descriptor_size()
-        self._base_ids = {str(i) for i in base.ids}
+        self._base_index = {str(item_id): i for i, item_id in enumerate(base.ids)}
+        self._base_ids = set(self._base_index)
         self._version = -1
         self._sync()
 
@@ -185,14 +190,15 @@ class EmbeddedGallery:
     def add(self, item: Item) -> None:
         descriptor = normalize_descriptor(item.descriptor, self.descriptor_size)
         metadata = check_metadata(item.metadata)
+        thumbnail = check_thumbnail(item.thumbnail)
         with self._lock, self._transaction():
             self._sync()  # under the write lock: no other worker commits until we do
             if item.id in self._row:
                 raise DuplicateId(f"id {item.id!r} is already in the gallery")
             self._db.execute(
-                "INSERT OR REPLACE INTO changes VALUES (?, ?, ?, ?)",
-                (item.id, item.label, descriptor.tobytes(), metadata),
-            )  # durable (WAL fsynced) when the transaction commits, before this returns
+                "INSERT OR REPLACE INTO changes VALUES (?, ?, ?, ?, ?)",
+                (item.id, item.label, descriptor.tobytes(), metadata, thumbnail),
+            )  # durable (WAL fsynced) when the transaction commits, picture and all
             self._append(item.id, item.label, descriptor, item.metadata)
 
     def delete(self, item_id: str) -> bool:
@@ -202,7 +208,8 @@ class EmbeddedGallery:
                 return False
             if item_id in self._base_ids:
                 self._db.execute(
-                    "INSERT OR REPLACE INTO changes VALUES (?, NULL, NULL, NULL)", (item_id,)
+                    "INSERT OR REPLACE INTO changes VALUES (?, NULL, NULL, NULL, NULL)",
+                    (item_id,),
                 )
             else:
                 self._db.execute("DELETE FROM changes WHERE id = ?", (item_id,))
@@ -264,6 +271,18 @@ class EmbeddedGallery:
                 )
                 for i in best
             ]
+
+    def thumbnail(self, item_id: str) -> bytes | None:
+        with self._lock:
+            self._sync()
+            if item_id not in self._row:
+                return None
+            changed = self._db.execute(
+                "SELECT thumbnail FROM changes WHERE id = ?", (item_id,)
+            ).fetchone()
+        if changed is not None:  # added (or deleted from the base and added again)
+            return bytes(changed[0]) if changed[0] is not None else None
+        return self._base.thumbnail(self._base_index[item_id])
 
     def close(self) -> None:
         with self._lock:

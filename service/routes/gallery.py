@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Form, Query
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 
+from raymap.thumbnail import MEDIA_TYPE as THUMBNAIL_MEDIA_TYPE
 from service.errors import (
     BadRequest,
     DuplicateId,
@@ -130,6 +132,28 @@ async def get_item(pipeline: ReadyPipeline, item_id: str) -> GalleryItemWithDesc
         metadata=item.metadata,
         descriptor=item.descriptor.astype(float).tolist(),
     )
+
+
+@router.get(
+    "/gallery/items/{item_id}/thumbnail",
+    response_class=Response,
+    responses={
+        200: {"content": {THUMBNAIL_MEDIA_TYPE: {}}, "description": "a small picture (WebP)"},
+        304: {"description": "the picture the client holds (If-None-Match) is current"},
+        **responses(*READ_ERRORS, NotFound),
+    },
+)
+async def get_thumbnail(pipeline: ReadyPipeline, request: Request, item_id: str) -> Response:
+    """The item's picture: its normalized shape ray cast and shaded (``raymap.thumbnail``),
+    rendered when the item was added or the shipped gallery was built."""
+    picture = await pipeline.thumbnail(item_id)
+    if picture is None:
+        raise NotFound(f"no gallery item with id {item_id!r} has a thumbnail")
+    etag = '"' + hashlib.sha1(picture).hexdigest()[:20] + '"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}  # ids can be deleted and reused
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return Response(picture, media_type=THUMBNAIL_MEDIA_TYPE, headers=headers)
 
 
 @router.delete(
