@@ -451,15 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     metadata = {p.key: p.value for p in model.metadata_props}
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
     print("ops:", ", ".join(f"{op} {n}" for op, n in op_counts(model).items()))
-    for key in (
-        "model_name",
-        "model_version",
-        "bandwidth",
-        "accuracy",
-        "novelty_threshold",
-        "trust",
-    ):
-        print(f"{key}: {metadata.get(key, '(not written: the checkpoint has no post-hoc fit)')}")
+    for key in ("model_name", "model_version", "bandwidth", "accuracy", "novelty_threshold"):
+        print(f"{key}: {metadata.get(key)}")  # no threshold without a post-hoc fit
+    print(f"trust: {metadata['trust']}")
     return 0
 
 

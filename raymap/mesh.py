@@ -87,6 +87,8 @@ def load_mesh(data: bytes, file_type: str, max_faces: int = DEFAULT_MAX_FACES) -
         if fmt == "gltf":
             _check_gltf_is_self_contained(data)
         vertices, faces = _read_with_trimesh(data, fmt)
+    if fmt == "stl":
+        vertices, faces = _shared_corners(vertices, faces)
     if fmt in ("glb", "gltf") and len(vertices):
         vertices = vertices @ _Y_UP_TO_Z_UP.T
     # A Trimesh costs ~10 us here (process=False, validate=False: its caches are lazy).
@@ -236,6 +238,17 @@ def _read_off(data: bytes, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
                 return vertices, faces
     # Polygons, colours or comments: trimesh's reader (it also accepts the glued header).
     return _read_with_trimesh(data, "off")
+
+
+def _shared_corners(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One vertex per distinct position: STL stores every corner of every triangle, three
+    times the vertices of the mesh, which the hull and the scene would otherwise carry."""
+    if len(vertices) == 0:
+        return vertices, faces
+    rows = np.ascontiguousarray(vertices, dtype=np.float64)
+    keys = rows.view(np.dtype((np.void, rows.itemsize * 3))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return rows[first], inverse.reshape(-1)[faces]
 
 
 def _read_simple_obj(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
