@@ -6,7 +6,7 @@ CLI := $(VENV)/bin/spherical-shapes
 # onnxruntime flavour: cpu (default) or gpu. Never both: the two wheels overwrite each other.
 ORT ?= cpu
 
-.PHONY: setup test lint format serve data train evaluate export gallery bench
+.PHONY: setup test lint format serve data train evaluate export gallery trust bench
 
 $(VENV)/.installed-$(ORT): pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,28 +30,43 @@ format: setup
 serve: setup
 	$(CLI) serve
 
-# Spherical maps of ModelNet10 at bandwidth 32 (cached under ~/.cache/spherical-shapes; resumable).
+# Spherical maps at bandwidth 16 (cached under ~/.cache/spherical-shapes; resumable): ModelNet10
+# for training and testing, upright for the gallery, SHREC'11 as out-of-class shapes.
 data: setup
-	$(CLI) data --dataset modelnet10 --split train --bandwidth 32 --rotation so3 --copies 5
-	$(CLI) data --dataset modelnet10 --split test --bandwidth 32 --rotation so3 --copies 1
-	$(CLI) data --dataset modelnet10 --split train --bandwidth 32 --rotation z --copies 1
-	$(CLI) data --dataset modelnet10 --split test --bandwidth 32 --rotation z --copies 1
+	$(CLI) data --dataset modelnet10 --split train --bandwidth 16 --rotation so3 --copies 5
+	$(CLI) data --dataset modelnet10 --split test --bandwidth 16 --rotation so3 --copies 1
+	$(CLI) data --dataset modelnet10 --split train --bandwidth 16 --rotation z --copies 1
+	$(CLI) data --dataset modelnet10 --split test --bandwidth 16 --rotation z --copies 1
+	$(CLI) data --dataset modelnet10 --split train --bandwidth 16 --rotation none --copies 1
+	$(CLI) data --dataset modelnet10 --split test --bandwidth 16 --rotation none --copies 1
+	$(CLI) data --dataset shrec11 --split train --bandwidth 16 --rotation so3 --copies 1
+	$(CLI) data --dataset shrec11 --split test --bandwidth 16 --rotation so3 --copies 1
 
-# The two models of the paper's protocols (resumable: re-run after an interruption).
+# Three seeds of each protocol (resumable: re-run after an interruption). Each run keeps 10 %
+# of the training meshes for validation, which picks its epoch (runs/NAME/best.pt).
+SEEDS ?= 0 1 2
+RECIPE := --architecture=small --bandwidth=16 --label_smoothing=0.1 --weight_decay=1e-4 --average=ema --threads=1
 train: data
-	$(CLI) train --epochs=15 --threads=1 --train_copies=5 --label_smoothing=0.1 --weight_decay=1e-4 --out=runs/modelnet10-so3-c5
-	$(CLI) train --epochs=30 --threads=1 --train_rotation=z --test_rotation=z --out=runs/modelnet10-z
+	for s in $(SEEDS); do $(CLI) train $(RECIPE) --train_copies=5 --epochs=8 --seed=$$s --out=runs/so3-s$$s || exit 1; done
+	for s in $(SEEDS); do $(CLI) train $(RECIPE) --train_rotation=z --test_rotation=z --epochs=12 --seed=$$s --out=runs/z-s$$s || exit 1; done
 
+# Mean and std over the seeds (docs/results/results.md).
 evaluate: setup
-	$(CLI) evaluate --z=runs/modelnet10-z/checkpoint.pt --so3=runs/modelnet10-so3-c5/checkpoint.pt --out=docs/results
+	$(CLI) evaluate --z $(foreach s,$(SEEDS),runs/z-s$(s)/best.pt) --so3 $(foreach s,$(SEEDS),runs/so3-s$(s)/best.pt) --out=docs/results
 
-# The shipped model: ONNX with its evaluation in the metadata, then the default gallery.
+# The shipped model: the SO3 seed best on validation with its post-hoc fit (temperature,
+# descriptor whitening, novelty score and threshold; models/modelnet10.pt), its ONNX, the
+# default gallery, then the trust figures of the shipped files on the test split.
 export: setup
-	$(CLI) export runs/modelnet10-so3-c5/checkpoint.pt --out models/model.onnx --accuracy docs/results/results.json
-	$(PY) -m export.parity runs/modelnet10-so3-c5/checkpoint.pt models/model.onnx
+	$(PY) -m model.trust fit $(foreach s,$(SEEDS),runs/so3-s$(s)/best.pt) --out models/modelnet10.pt
+	$(CLI) export models/modelnet10.pt --out models/model.onnx
+	$(PY) -m export.parity models/modelnet10.pt models/model.onnx
 
 gallery: setup
 	$(CLI) gallery build --dataset modelnet10 --model models/model.onnx --out models/gallery.npz
+
+trust: setup
+	$(PY) -m model.trust report --model models/model.onnx --gallery models/gallery.npz --out docs/results
 
 bench: setup
 	$(PY) bench/sht.py

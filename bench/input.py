@@ -84,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mesh-root", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None, help="log-log plot (PNG)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--replot", type=Path, default=None, help="plot a --json file; no run")
     args = parser.parse_args(argv)
+    if args.replot:
+        plot(json.loads(args.replot.read_text()), args.plot or Path("docs/perf-input-stage.png"))
+        return 0
     if args.mesh_root is None:
         from raymap.datasets import dataset_root
 
@@ -146,22 +150,24 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110, sharey=True)
     colours = dict(zip(FORMATS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
-    for file_type in dict.fromkeys(r["format"] for r in rows):
-        mine = [r for r in rows if r["format"] == file_type]
-        faces = [r["faces"] for r in mine]
-        ax.plot(faces, [r["ours_ms"] for r in mine], "o-", color=colours[file_type],
-                label=f"{file_type.upper()} ours")  # fmt: skip
-        ax.plot(faces, [r["trimesh_ms"] for r in mine], "x--", color=colours[file_type],
-                alpha=0.6, label=f"{file_type.upper()} trimesh + embree")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("faces")
-    ax.set_ylabel("bytes -> spherical map, ms (median wall)")
-    ax.set_title("Input stage: raymap vs trimesh.load + trimesh's embree ray query")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    for ax, key, what in ((axes[0], "ms", "wall"), (axes[1], "cpu_ms", "CPU")):
+        for file_type in dict.fromkeys(r["format"] for r in rows):
+            mine = [r for r in rows if r["format"] == file_type]
+            faces = [r["faces"] for r in mine]
+            ax.plot(faces, [r[f"ours_{key}"] for r in mine], "o-", color=colours[file_type],
+                    label=f"{file_type.upper()} ours")  # fmt: skip
+            ax.plot(faces, [r[f"trimesh_{key}"] for r in mine], "x--", color=colours[file_type],
+                    alpha=0.6, label=f"{file_type.upper()} trimesh + embree")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("faces")
+        ax.set_ylabel(f"bytes -> spherical map, ms ({what}, median)")
+        ax.set_title(f"{what} time")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.suptitle("Input stage: raymap vs trimesh.load + trimesh's embree ray query (b = 32)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

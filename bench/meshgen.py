@@ -34,21 +34,24 @@ def closest(root: Path, faces: int, split: str = "test") -> Path:
 
 
 def subdivided(vertices: np.ndarray, faces: np.ndarray, target: int) -> trimesh.Trimesh:
-    """The mesh with some faces split in four until it has exactly ``target`` faces
-    (or the nearest count above, when ``target - F`` is not a multiple of 3)."""
+    """The mesh with some faces split in four until it has ``target`` faces, or up to two
+    fewer (each split adds three)."""
     vertices, faces = np.asarray(vertices, np.float64), np.asarray(faces, np.int64)
-    while len(faces) < target:
-        split = min(len(faces), -(-(target - len(faces)) // 3))
+    while (split := min(len(faces), (target - len(faces)) // 3)) > 0:
         vertices, faces = trimesh.remesh.subdivide(vertices, faces, face_index=np.arange(split))
     return trimesh.Trimesh(vertices, faces, process=False)
 
 
 def mesh_of_size(root: Path, target: int) -> tuple[str, trimesh.Trimesh]:
-    """A real mesh of about ``target`` faces: a ModelNet10 test mesh as it is up to 12k
-    faces, else the 10k-face one (sofa_0694) subdivided."""
-    path = closest(root, min(target, 10_000) if target > 12_000 else target)
+    """A real mesh of about ``target`` faces: the ModelNet10 test mesh closest to it up to
+    12k faces, as it is; above, the one closest to 10k (sofa_0694) subdivided."""
     from raymap.mesh import load_mesh_file
 
+    if target <= 12_000:
+        path = closest(root, target)
+        mesh = load_mesh_file(path, max_faces=10**7)
+        return path.stem, trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    path = closest(root, 10_000)
     mesh = load_mesh_file(path, max_faces=10**7)
     out = subdivided(mesh.vertices, mesh.faces, target)
     return f"{path.stem}@{len(out.faces)}", out

@@ -36,7 +36,7 @@ COLUMNS = (
     "normalize",
     "hull",
     "cast",
-    "cast_build",  # part of cast: both embree scenes (embreex copy loop + BVH build)
+    "cast_build",  # part of cast: both embree scenes (shared buffers + BVH build)
     "cast_rays",  # part of cast: the two ray bundles
     "features",
     "cast + features",

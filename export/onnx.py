@@ -1,7 +1,12 @@
 """Checkpoint -> ``model.onnx``: ``python -m export.onnx CHECKPOINT --out model.onnx``.
 
 The exported graph maps spherical maps ``maps`` (N, C, 2b, 2b) float32, N dynamic, to
-``probabilities`` (N, K) (softmax of the logits) and ``descriptor`` (N, D) (L2-normalized).
+``probabilities`` (N, K) (softmax of the logits over the fitted temperature), ``descriptor``
+(N, D) (the features centred/whitened on training statistics, then L2-normalized) and
+``novelty`` (N, 1) (higher = less like the training classes): the checkpoint's ``post_hoc`` fit
+of ``model.trust``, baked in as constants; the contract carries the novelty threshold and the
+``trust`` metadata a summary of the fit. A checkpoint without a fit exports temperature 1, the
+plain descriptor and the energy score with no threshold.
 
 * Exporter: ``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript). It writes reshapes
   with constant shapes and a symbolic batch axis; the TorchScript exporter (``dynamo=False``)
@@ -14,8 +19,9 @@ The exported graph maps spherical maps ``maps`` (N, C, 2b, 2b) float32, N dynami
   subgraphs only up to 8192 input elements, which leaves the larger layers recomputing their
   filters on every call; :func:`fold_constants` folds them all, so every node depends on the
   input (checked by :func:`constant_nodes`).
-* ``metadata_props`` carry everything the service reads (``service.runtime`` refuses a model
-  that lacks a key); each value is JSON. See :func:`build_metadata`.
+* ``metadata_props`` carry the model's contract (:class:`raymap.contract.ModelContract`,
+  written by it; ``service.runtime`` reads it back and refuses a model that lacks a key) and
+  its provenance; each value is JSON. See :func:`build_metadata`.
 * The graph is traced at one batch size (``--batch-size``) and checked against PyTorch at
   others (``--check-batches``) on random maps; ``python -m export.parity`` checks real maps.
 """
@@ -38,19 +44,20 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from torch import nn
 
 from model.checkpoint import load_model
 from model.net import SphericalCNN, multiply_adds, parameter_count
+from model.trust import TrustedModel, trust_metadata, trust_threshold
+from raymap.contract import CORE_OUTPUTS, INPUT_NAME, NOVELTY, ModelContract
 
 OPSET = 20
-INPUT_NAME = "maps"
-OUTPUT_NAMES = ("probabilities", "descriptor")
+OUTPUT_NAMES = (*CORE_OUTPUTS, NOVELTY)  # the graph's outputs, named by the contract
 EXPORT_BATCH = 2
 CHECK_BATCHES = (1, 7, 32)
 # Random-input agreement required right after export (real-data figures: export.parity).
 CHECK_PROBABILITY_ATOL = 1e-4
 CHECK_DESCRIPTOR_ATOL = 1e-4
+CHECK_NOVELTY_RTOL = 1e-4
 
 # Standard ONNX ops a plain graph of this network may use; anything else fails the export.
 ALLOWED_OPS = frozenset(
@@ -71,9 +78,13 @@ ALLOWED_OPS = frozenset(
         "MatMul",
         "Max",
         "Mul",
+        "Neg",
         "Pow",
         "ReduceL2",
+        "ReduceLogSumExp",
+        "ReduceMax",
         "ReduceMean",
+        "ReduceMin",
         "ReduceSum",
         "Relu",
         "Reshape",
@@ -94,16 +105,13 @@ FORBIDDEN_OPS = frozenset({"DFT", "STFT", "Loop", "Scan", "If"})
 DEFAULT_DOMAINS = frozenset({"", "ai.onnx"})
 
 
-class ProbabilityModel(nn.Module):
-    """SphericalCNN -> (softmax probabilities (N, K), unit descriptor (N, D)): what is exported."""
+class ProbabilityModel(TrustedModel):
+    """What is exported: SphericalCNN and its post-hoc fit -> (probabilities (N, K), unit
+    descriptor (N, D), novelty (N, 1)); see ``model.trust.TrustedModel``."""
 
-    def __init__(self, network: SphericalCNN) -> None:
-        super().__init__()
-        self.network = network
-
-    def forward(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, descriptor = self.network(maps)  # (N, K), (N, D)
-        return torch.softmax(logits, dim=1), descriptor
+    def forward(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        probabilities, descriptor, novelty = super().forward(maps)
+        return probabilities, descriptor, novelty.unsqueeze(1)
 
 
 def input_shape(network: SphericalCNN) -> tuple[int, int, int]:
@@ -136,12 +144,16 @@ def _quiet_exporter() -> Iterator[None]:
         registration.setLevel(level)
 
 
-def to_onnx(network: SphericalCNN, batch_size: int = EXPORT_BATCH) -> onnx.ModelProto:
+def to_onnx(
+    network: SphericalCNN,
+    batch_size: int = EXPORT_BATCH,
+    post_hoc: dict[str, object] | None = None,
+) -> onnx.ModelProto:
     """Trace ``network`` (eval mode) at ``batch_size`` into a plain graph with a dynamic batch."""
     if batch_size < 2:
         # torch.export specializes a size-1 dimension to the constant 1.
         raise ValueError(f"export batch size must be >= 2, got {batch_size}")
-    wrapper = ProbabilityModel(network.eval()).eval()
+    wrapper = ProbabilityModel(network.eval(), post_hoc).eval()
     example = torch.zeros(batch_size, *input_shape(network))
     with _quiet_exporter():
         program = torch.onnx.export(
@@ -268,7 +280,8 @@ def build_metadata(
     name: str | None = None,
     version: str = "1",
 ) -> dict[str, str]:
-    """Every fact the service needs, each JSON-encoded, copied from the checkpoint."""
+    """The contract (what the service needs) and the provenance, each JSON-encoded, copied
+    from the checkpoint."""
     config = network.config
     train_config = state.get("train_config") or {}
     assert isinstance(train_config, dict)
@@ -281,24 +294,23 @@ def build_metadata(
     history = state.get("history") or []
     assert isinstance(history, list)
     commit, dirty = source_commit()
+    contract = ModelContract(
+        name=name or f"spherical-cnn-{dataset}-{train_rotation}",
+        version=version,
+        class_names=tuple(state["class_names"]),  # type: ignore[call-overload]
+        bandwidth=config.bandwidth,
+        feature_names=tuple(state["feature_names"]),  # type: ignore[call-overload]
+        features_version=str(state["features_version"]),
+        descriptor_size=config.descriptor_size,
+        grid=str(grid["name"]),
+        extra_outputs=((NOVELTY, 1),),
+        novelty_threshold=trust_threshold(state.get("post_hoc")),  # type: ignore[arg-type]
+    )
+    if contract.input_shape != input_shape(network):
+        raise ValueError(
+            f"the network takes {input_shape(network)}, the contract says {contract.input_shape}"
+        )
     values: dict[str, object] = {
-        "model_name": name or f"spherical-cnn-{dataset}-{train_rotation}",
-        "model_version": version,
-        "class_names": list(state["class_names"]),  # type: ignore[call-overload]
-        "bandwidth": config.bandwidth,
-        "grid": grid,
-        "feature_names": list(state["feature_names"]),  # type: ignore[call-overload]
-        "features_version": str(state["features_version"]),
-        "descriptor_size": config.descriptor_size,
-        "input": {
-            "name": INPUT_NAME,
-            "shape": ["N", *input_shape(network)],
-            "dtype": "float32",
-        },
-        "outputs": {
-            "probabilities": ["N", config.n_classes],
-            "descriptor": ["N", config.descriptor_size],
-        },
         "model_config": config.to_dict(),
         "parameters": parameter_count(network),
         "multiply_adds": multiply_adds(network),
@@ -319,16 +331,17 @@ def build_metadata(
         # How it was made (data, fine-tuning source, processes, device): for model cards.
         "recipe": state.get("recipe"),
         "accuracy": read_accuracy(accuracy, state),
+        # The post-hoc fit (temperature, descriptor transform, novelty score); its threshold
+        # is the contract's novelty_threshold.
+        "trust": trust_metadata(state.get("post_hoc")),  # type: ignore[arg-type]
         "source_commit": commit,
         "source_dirty": dirty,
         "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "exporter": f"torch {torch.__version__} dynamo, onnx {onnx.__version__}, opset {OPSET}",
     }
-    if len(values["class_names"]) != config.n_classes:  # type: ignore[arg-type]
-        raise ValueError(
-            f"{len(values['class_names'])} class names for {config.n_classes} classes"  # type: ignore[arg-type]
-        )
-    return {key: json.dumps(value) for key, value in values.items()}
+    if len(contract.class_names) != config.n_classes:
+        raise ValueError(f"{len(contract.class_names)} class names for {config.n_classes} classes")
+    return {**contract.to_metadata(), **{key: json.dumps(v) for key, v in values.items()}}
 
 
 def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
@@ -339,18 +352,24 @@ def set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
 
 
 def compare_batches(
-    network: SphericalCNN, model_path: str | Path, maps: np.ndarray
+    network: SphericalCNN,
+    model_path: str | Path,
+    maps: np.ndarray,
+    post_hoc: dict[str, object] | None = None,
 ) -> dict[str, float]:
-    """Largest |probability| and |descriptor| difference of onnxruntime vs PyTorch on ``maps``."""
+    """Largest |probability| and |descriptor| and relative novelty difference of onnxruntime
+    vs PyTorch on ``maps``."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    probabilities, descriptor = session.run(list(OUTPUT_NAMES), {INPUT_NAME: maps})
+    probabilities, descriptor, novelty = session.run(list(OUTPUT_NAMES), {INPUT_NAME: maps})
     with torch.no_grad():
-        expected = ProbabilityModel(network.eval())(torch.from_numpy(maps))
+        expected = ProbabilityModel(network.eval(), post_hoc)(torch.from_numpy(maps))
+    scale = float(np.abs(expected[2].numpy()).max()) or 1.0
     return {
         "probability": float(np.abs(probabilities - expected[0].numpy()).max()),
         "descriptor": float(np.abs(descriptor - expected[1].numpy()).max()),
+        "novelty": float(np.abs(novelty - expected[2].numpy()).max()) / scale,
     }
 
 
@@ -365,7 +384,8 @@ def export_checkpoint(
 ) -> onnx.ModelProto:
     """Export, check the graph, write ``out`` with metadata, check other batch sizes."""
     network, state = load_model(checkpoint)
-    model = to_onnx(network, batch_size)
+    post_hoc = state.get("post_hoc")
+    model = to_onnx(network, batch_size, post_hoc)
     problems = check_graph(model) + [f"not folded: {n}" for n in constant_nodes(model)]
     if problems:
         raise RuntimeError("the exported graph is not plain:\n  " + "\n  ".join(problems))
@@ -378,15 +398,17 @@ def export_checkpoint(
     generator = np.random.default_rng(0)
     for n in check_batches:
         maps = generator.standard_normal((n, *input_shape(network)), dtype=np.float32)
-        errors = compare_batches(network, out, maps)
+        errors = compare_batches(network, out, maps, post_hoc)
         if (
             errors["probability"] > CHECK_PROBABILITY_ATOL
             or errors["descriptor"] > CHECK_DESCRIPTOR_ATOL
+            or errors["novelty"] > CHECK_NOVELTY_RTOL
         ):
             raise RuntimeError(f"onnxruntime differs from PyTorch at batch {n}: {errors}")
         print(
             f"batch {n:3d}: max |dprob| {errors['probability']:.2e}, "
-            f"max |ddesc| {errors['descriptor']:.2e} (random maps, onnxruntime vs PyTorch)"
+            f"max |ddesc| {errors['descriptor']:.2e}, max rel. |dnovelty| {errors['novelty']:.2e} "
+            "(random maps, onnxruntime vs PyTorch)"
         )
     return model
 
@@ -429,8 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     metadata = {p.key: p.value for p in model.metadata_props}
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
     print("ops:", ", ".join(f"{op} {n}" for op, n in op_counts(model).items()))
-    for key in ("model_name", "model_version", "bandwidth", "accuracy", "source_commit"):
-        print(f"{key}: {metadata[key]}")
+    for key in ("model_name", "model_version", "bandwidth", "accuracy", "novelty_threshold"):
+        print(f"{key}: {metadata.get(key)}")  # no threshold without a post-hoc fit
+    print(f"trust: {metadata['trust']}")
     return 0
 
 

@@ -55,19 +55,20 @@ class Parity:
 
 def measure(
     network: SphericalCNN,
-    run_onnx: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    run_onnx: Callable[[np.ndarray], tuple[np.ndarray, ...]],
     maps: np.ndarray,
     batch: int,
+    post_hoc: dict[str, object] | None = None,
 ) -> Parity:
     """Run ``maps`` (N, C, 2b, 2b) through both, ``batch`` maps per call (the last may be fewer)."""
-    reference = ProbabilityModel(network.eval()).eval()
+    reference = ProbabilityModel(network.eval(), post_hoc).eval()
     prob_error, norm_error, min_cosine = 0.0, 0.0, 1.0
     onnx_top1, torch_top1 = [], []
     for start in range(0, len(maps), batch):
         chunk = np.ascontiguousarray(maps[start : start + batch], dtype=np.float32)
-        probabilities, descriptor = run_onnx(chunk)  # (B, K), (B, D)
+        probabilities, descriptor = run_onnx(chunk)[:2]  # (B, K), (B, D)
         with torch.no_grad():
-            expected_p, expected_d = (t.numpy() for t in reference(torch.from_numpy(chunk)))
+            expected_p, expected_d, _ = (t.numpy() for t in reference(torch.from_numpy(chunk)))
         prob_error = max(prob_error, float(np.abs(probabilities - expected_p).max()))
         norms = np.linalg.norm(descriptor.astype(np.float64), axis=1)
         cosine = (descriptor.astype(np.float64) * expected_d).sum(axis=1) / (
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         labels = None
     runtime = Runtime(args.model, device="cpu", intra_op_threads=args.threads, warmup=False)
     rows = [
-        measure(network, runtime.run, maps, int(batch))
+        measure(network, runtime.run, maps, int(batch), state.get("post_hoc"))
         for batch in args.batches.split(",")
         if batch
     ]

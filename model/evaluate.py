@@ -73,54 +73,120 @@ def evaluate_protocol(
     return result, matrix, data.class_names
 
 
-def markdown_table(results: dict[str, dict[str, object]]) -> str:
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def pick(history: list[dict[str, float]], prefix: str = "") -> dict[str, float]:
+    """The epoch a validation split picks (highest accuracy, then lowest loss) and its test
+    accuracy; ``prefix='raw_'`` for the raw weights of an averaged run."""
+    rows = [h for h in history if f"{prefix}val_acc" in h]
+    best = max(rows, key=lambda h: (h[f"{prefix}val_acc"], -h[f"{prefix}val_loss"]))
+    return {
+        "epoch": best["epoch"],
+        "val_acc": best[f"{prefix}val_acc"],
+        "test_acc": best[f"{prefix}test_acc"],
+    }
+
+
+def summarize(runs: list[dict[str, object]]) -> dict[str, object]:
+    """Mean and std over runs (seeds) of each figure of ``evaluate_protocol``."""
+    figures: dict[str, list[float]] = {"accuracy": [], "class_mean_accuracy": []}
+    for run in runs:
+        figures["accuracy"].append(float(run["accuracy"]))  # type: ignore[arg-type]
+        figures["class_mean_accuracy"].append(float(run["class_mean_accuracy"]))  # type: ignore[arg-type]
+        retrieval = run["retrieval"]
+        assert isinstance(retrieval, dict)
+        for key, value in retrieval.items():
+            figures.setdefault(key, []).append(float(value))
+    return {key: mean_std(values) for key, values in figures.items()}
+
+
+def markdown_table(summaries: dict[str, dict[str, object]], n_runs: dict[str, int]) -> str:
+    keys = ("accuracy", "class_mean_accuracy", "mAP", "P@N", "R@N", "F1@N", "NDCG")
     lines = [
-        "| protocol (train/test) | accuracy | class-mean acc. | mAP | P@N | R@N | F1@N | NDCG |",
-        "|---|---|---|---|---|---|---|---|",
+        "| protocol (train/test) | seeds | accuracy | class-mean acc. | mAP | P@N | R@N | F1@N "
+        "| NDCG |",
+        "|---|---:|---|---|---|---|---|---|---|",
     ]
-    for name, r in results.items():
-        ret = r["retrieval"]
-        assert isinstance(ret, dict)
-        lines.append(
-            f"| {name} | {r['accuracy']:.4f} | {r['class_mean_accuracy']:.4f} | "
-            f"{ret['mAP']:.4f} | {ret['P@N']:.4f} | {ret['R@N']:.4f} | {ret['F1@N']:.4f} | "
-            f"{ret['NDCG']:.4f} |"
-        )
+    for name, summary in summaries.items():
+        cells = []
+        for key in keys:
+            mean, std = summary[key]  # type: ignore[misc]
+            cells.append(f"{mean:.4f} ± {std:.4f}")
+        lines.append(f"| {name} | {n_runs[name]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def averaging_table(histories: dict[str, list[list[dict[str, float]]]]) -> str:
+    """Test accuracy at the validation-picked epoch, averaged weights against raw ones."""
+    lines = [
+        "| protocol | weights | picked epoch | validation acc. | test acc. |",
+        "|---|---|---|---|---|",
+    ]
+    for name, runs in histories.items():
+        for label, prefix in (("EMA", ""), ("raw", "raw_")):
+            picks = [pick(h, prefix) for h in runs if any(f"{prefix}val_acc" in r for r in h)]
+            if not picks:
+                continue
+            cells = [mean_std([p[k] for p in picks]) for k in ("epoch", "val_acc", "test_acc")]
+            lines.append(
+                f"| {name} | {label} | {cells[0][0]:.1f} | {cells[1][0]:.4f} ± {cells[1][1]:.4f} "
+                f"| {cells[2][0]:.4f} ± {cells[2][1]:.4f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--z", type=Path, help="checkpoint trained with train_rotation=z")
-    parser.add_argument("--so3", type=Path, help="checkpoint trained with train_rotation=so3")
+    parser.add_argument(
+        "--z", type=Path, nargs="+", default=[], help="checkpoints trained with rotation z"
+    )
+    parser.add_argument(
+        "--so3", type=Path, nargs="+", default=[], help="checkpoints trained with rotation so3"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/evaluation"))
     args = parser.parse_args(argv)
-    if args.z is None and args.so3 is None:
+    if not args.z and not args.so3:
         parser.error("give --z and/or --so3")
     args.out.mkdir(parents=True, exist_ok=True)
     protocols = []
-    if args.z is not None:
+    if args.z:
         protocols += [("z/z", args.z, "z"), ("z/SO3", args.z, "so3")]
-    if args.so3 is not None:
+    if args.so3:
         protocols += [("SO3/SO3", args.so3, "so3")]
-    results: dict[str, dict[str, object]] = {}
-    histories = {}
-    for name, checkpoint, test_rotation in protocols:
-        result, matrix, class_names = evaluate_protocol(checkpoint, test_rotation)
-        results[name] = result
-        slug = name.replace("/", "-").lower()
-        plot_confusion(
-            matrix,
-            class_names,
-            f"{name}: accuracy {result['accuracy']:.3f}",
-            args.out / f"confusion-{slug}.png",
-        )
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        histories[f"trained {result['train_rotation']}"] = state.get("history", [])
-        print(f"{name}: accuracy {result['accuracy']:.4f}, retrieval {result['retrieval']}")
-    plot_training_curves(histories, args.out / "training-curves.png")
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    table = markdown_table(results)
+    results: dict[str, list[dict[str, object]]] = {}
+    summaries: dict[str, dict[str, object]] = {}
+    curves: dict[str, list[dict[str, float]]] = {}
+    histories: dict[str, list[list[dict[str, float]]]] = {}
+    for name, checkpoints, test_rotation in protocols:
+        results[name] = []
+        for index, checkpoint in enumerate(checkpoints):
+            result, matrix, class_names = evaluate_protocol(checkpoint, test_rotation)
+            results[name].append(result)
+            print(f"{name} {checkpoint}: accuracy {result['accuracy']:.4f}, {result['retrieval']}")
+            if index == 0:
+                slug = name.replace("/", "-").lower()
+                plot_confusion(
+                    matrix,
+                    class_names,
+                    f"{name}: accuracy {result['accuracy']:.3f} ({checkpoint.parent.name})",
+                    args.out / f"confusion-{slug}.png",
+                )
+            if test_rotation == result["train_rotation"]:
+                state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+                history = state.get("history", [])
+                curves[f"{name} {checkpoint.parent.name}"] = history
+                histories.setdefault(name, []).append(history)
+        summaries[name] = summarize(results[name])
+    plot_training_curves(curves, args.out / "training-curves.png")
+    (args.out / "results.json").write_text(
+        json.dumps({"runs": results, "mean_std": summaries}, indent=1)
+    )
+    table = markdown_table(summaries, {k: len(v) for k, v in results.items()})
+    table += "\n" + averaging_table(histories)
     (args.out / "results.md").write_text(table)
     print(table)
     return 0

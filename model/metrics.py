@@ -65,3 +65,54 @@ def retrieval_metrics(
         "R@N": float(recall.mean()),
         "F1@N": float(f1.mean()),
     }
+
+
+def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties counted half (Mann-Whitney U)."""
+    negatives, positives = np.asarray(negatives, float), np.asarray(positives, float)
+    if not len(negatives) or not len(positives):
+        raise ValueError("AUROC needs at least one negative and one positive")
+    scores = np.concatenate([negatives, positives])
+    order = np.argsort(scores, kind="stable")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    # Average ranks over ties.
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    average = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(average, counts)
+    n_neg, n_pos = len(negatives), len(positives)
+    u = ranks[n_neg:].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_neg * n_pos))
+
+
+def reliability(
+    probabilities: np.ndarray, labels: np.ndarray, bins: int = 15
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width confidence bin: (count, mean confidence, accuracy); NaN for empty bins."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    which = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(which, confidence, bins) / count
+        bin_accuracy = np.bincount(which, correct.astype(float), bins) / count
+    return count, mean_confidence, bin_accuracy
+
+
+def expected_calibration_error(
+    probabilities: np.ndarray, labels: np.ndarray, bins: int = 15
+) -> float:
+    """Sum over equal-width confidence bins of |accuracy - confidence|, weighted by bin share."""
+    count, confidence, bin_accuracy = reliability(probabilities, labels, bins)
+    full = count > 0
+    gaps = np.abs(bin_accuracy[full] - confidence[full])
+    return float((count[full] * gaps).sum() / count.sum())
+
+
+def pair_auroc(descriptors: np.ndarray, labels: np.ndarray) -> float:
+    """AUROC of cosine similarity for same-class (positive) vs different-class pairs (i < j)."""
+    similarity = descriptors @ descriptors.T
+    upper = np.triu_indices(len(labels), k=1)
+    same = (labels[:, None] == labels[None, :])[upper]
+    values = similarity[upper]
+    return auroc(values[~same], values[same])

@@ -29,15 +29,16 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.nn import functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from model import distributed
@@ -100,8 +101,11 @@ RESUMABLE_CHANGES = frozenset({"epochs", "progress", "threads", "device"})
 
 
 def same_run(saved: dict[str, object], now: dict[str, object]) -> bool:
+    """Whether ``now`` continues the run ``saved``. A setting the saved run did not have (added
+    to TrainConfig since) counts as its default, which keeps the earlier behaviour."""
+    defaults = dataclasses.asdict(TrainConfig())
     keys = (set(saved) | set(now)) - RESUMABLE_CHANGES
-    return all(saved.get(k) == now.get(k) for k in keys)
+    return all(saved.get(k, defaults.get(k)) == now.get(k) for k in keys)
 
 
 def pick_device(name: str) -> torch.device:
@@ -125,13 +129,31 @@ def lr_factor(config: TrainConfig, epoch: int) -> float:
     return config.lr_gamma**passed
 
 
+def ema_with_warmup(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor | int], None]:
+    """EMA whose decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so that the
+    average does not carry the initial weights for thousands of steps (a short run's EMA
+    would otherwise be mostly the random initialization)."""
+
+    def update(averaged: list[Tensor], current: list[Tensor], n: Tensor | int) -> None:
+        steps = float(n)
+        weight = 1.0 - min(decay, (1.0 + steps) / (10.0 + steps))
+        floating = [(a, c) for a, c in zip(averaged, current, strict=True) if a.is_floating_point()]
+        if floating:
+            torch._foreach_lerp_([a for a, _ in floating], [c for _, c in floating], weight)
+        for a, c in zip(averaged, current, strict=True):
+            if not a.is_floating_point():
+                a.copy_(c)  # counters such as num_batches_tracked
+
+    return update
+
+
 def make_average(model: SphericalCNN, config: TrainConfig) -> AveragedModel | None:
     """The weight average (parameters and batch-norm statistics alike), or None."""
     if config.average == "none":
         return None
     if config.average == "ema":
         return AveragedModel(
-            model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
+            model, multi_avg_fn=ema_with_warmup(config.ema_decay), use_buffers=True
         )
     if config.average == "swa":
         return AveragedModel(model, use_buffers=True)
@@ -254,6 +276,13 @@ def train(config: TrainConfig) -> Path:
         chosen: nn.Module = average.module if averaged else model  # type: ignore[union-attr]
         val_acc, val_loss = measure(chosen, val_set, device)
         test_acc, _ = measure(chosen, test_set, device)
+        # The raw weights too, so that one run compares averaging against none.
+        raw = {}
+        if averaged:
+            raw_val_acc, raw_val_loss = measure(model, val_set, device)
+            raw_test_acc, _ = measure(model, test_set, device)
+            raw = {"raw_val_acc": raw_val_acc, "raw_val_loss": raw_val_loss}
+            raw["raw_test_acc"] = raw_test_acc
         record = {
             "epoch": epoch + 1,
             "lr": optimizer.param_groups[0]["lr"],
@@ -262,6 +291,7 @@ def train(config: TrainConfig) -> Path:
             "val_acc": val_acc,
             "val_loss": val_loss,
             "test_acc": test_acc,
+            **raw,
             "epoch_seconds": train_seconds,
             "epoch_cpu_seconds": cpu_seconds,
             "train_seconds": seconds,

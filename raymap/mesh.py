@@ -87,6 +87,8 @@ def load_mesh(data: bytes, file_type: str, max_faces: int = DEFAULT_MAX_FACES) -
         if fmt == "gltf":
             _check_gltf_is_self_contained(data)
         vertices, faces = _read_with_trimesh(data, fmt)
+    if fmt == "stl":
+        vertices, faces = _shared_corners(vertices, faces)
     if fmt in ("glb", "gltf") and len(vertices):
         vertices = vertices @ _Y_UP_TO_Z_UP.T
     # A Trimesh costs ~10 us here (process=False, validate=False: its caches are lazy).
@@ -119,19 +121,23 @@ def validate_mesh(mesh: Triangles, max_faces: int | None = DEFAULT_MAX_FACES) ->
         raise MeshError("the mesh has no faces (a point cloud or an empty file?)")
     if max_faces is not None and len(faces) > max_faces:
         raise MeshError(f"the mesh has {len(faces)} faces, more than the limit of {max_faces}")
-    if faces.min() < 0 or faces.max() >= len(vertices):
+    lowest, highest = int(faces.min()), int(faces.max())
+    if lowest < 0 or highest >= len(vertices):
         raise MeshError(
-            f"face indices out of range: they span [{faces.min()}, {faces.max()}] "
+            f"face indices out of range: they span [{lowest}, {highest}] "
             f"but there are {len(vertices)} vertices"
         )
-    used = vertices[faces.ravel()]
-    if not np.isfinite(used).all():
+    used = np.zeros(len(vertices), dtype=bool)
+    used[faces.ravel()] = True
+    if not used.all():  # only the vertices of faces count
+        vertices = vertices[used]
+    if not np.isfinite(vertices).all():
         n_bad = int((~np.isfinite(vertices)).any(axis=1).sum())
         raise MeshError(
             f"{n_bad} vertices have non-finite coordinates (NaN, infinity, or a number "
             "beyond the float64 range, about 1.8e308)"
         )
-    extent = used.max(axis=0) - used.min(axis=0)
+    extent = vertices.max(axis=0) - vertices.min(axis=0)
     if not extent.max() > 0:
         raise MeshError("the mesh has zero extent: all its faces collapse to one point")
 
@@ -232,6 +238,17 @@ def _read_off(data: bytes, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
                 return vertices, faces
     # Polygons, colours or comments: trimesh's reader (it also accepts the glued header).
     return _read_with_trimesh(data, "off")
+
+
+def _shared_corners(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One vertex per distinct position: STL stores every corner of every triangle, three
+    times the vertices of the mesh, which the hull and the scene would otherwise carry."""
+    if len(vertices) == 0:
+        return vertices, faces
+    rows = np.ascontiguousarray(vertices, dtype=np.float64)
+    keys = rows.view(np.dtype((np.void, rows.itemsize * 3))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    return rows[first], inverse.reshape(-1)[faces]
 
 
 def _read_simple_obj(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:

@@ -1,4 +1,9 @@
-"""``python -m service``: serve the shipped model and gallery on ``$HOST:$PORT``."""
+"""``python -m service``: serve the shipped model and gallery on ``$HOST:$PORT``.
+
+``WEB_CONCURRENCY=N`` (N > 1) runs N worker processes on the one port (uvicorn's supervisor),
+each with its own model session and cast pool and ``cores / N`` onnxruntime threads; the
+embedded gallery store is shared by them (every worker sees every worker's writes).
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,19 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import uvicorn  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
 
 from service.app import create_app  # noqa: E402
 from service.logs import configure_logging  # noqa: E402
+from service.runtime import _workers  # noqa: E402
 from service.settings import get_settings  # noqa: E402
+
+
+def app_factory() -> FastAPI:
+    """The application of one worker process (logging configured in that process too)."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)
 
 
 def main() -> int:
@@ -28,8 +42,11 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
+    workers = _workers(dict(os.environ))
     uvicorn.run(
-        create_app(settings),
+        "service.__main__:app_factory" if workers > 1 else create_app(settings),
+        factory=workers > 1,
+        workers=workers,
         host=settings.host,
         port=settings.port,
         log_config=None,  # keep the structured logging configured above

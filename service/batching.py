@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from service.logs import request_id
 from service.metrics import Metrics
 
 log = logging.getLogger("service.batching")
@@ -43,6 +44,7 @@ class ShuttingDown(Exception):
 class BatchResult:
     probabilities: np.ndarray  # (K,) float32
     descriptor: np.ndarray  # (D,) float32
+    novelty: float | None  # None: the model has no novelty output
     batch_size: int
     queue_ms: float
     inference_ms: float
@@ -53,10 +55,11 @@ class _Pending:
     map: np.ndarray  # (C, 2b, 2b) float32
     future: asyncio.Future[BatchResult]
     enqueued: float = field(default_factory=time.perf_counter)
+    request_id: str | None = field(default_factory=request_id.get)
 
 
 class MicroBatcher:
-    """Batches ``run(maps) -> (probabilities, descriptors)`` calls across requests."""
+    """Batches ``run(maps) -> (probabilities, descriptors, novelty)`` calls across requests."""
 
     def __init__(
         self,
@@ -156,9 +159,17 @@ class MicroBatcher:
         start = time.perf_counter()
         try:
             maps = np.stack([p.map for p in batch])  # (N, C, 2b, 2b)
-            probabilities, descriptors = await loop.run_in_executor(self._executor, self._run, maps)
+            outputs = await loop.run_in_executor(self._executor, self._run, maps)
+            probabilities, descriptors, novelty = outputs
         except Exception as exc:
-            log.exception("model call failed for a batch of %d", len(batch))
+            # The traceback is logged once per request, with its id, where the error surfaces.
+            log.error(
+                "model call failed for a batch of %d: %s: %s",
+                len(batch),
+                type(exc).__name__,
+                exc,
+                extra={"request_ids": [p.request_id for p in batch]},
+            )
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(exc)
@@ -172,6 +183,7 @@ class MicroBatcher:
                     BatchResult(
                         probabilities=probabilities[row],
                         descriptor=descriptors[row],
+                        novelty=None if novelty is None else float(novelty[row]),
                         batch_size=len(batch),
                         queue_ms=1e3 * (start - pending.enqueued),
                         inference_ms=inference_ms,

@@ -4,7 +4,9 @@
 
 The maps come from :func:`raymap.datasets.build_split` (upright meshes, no rotation, at the
 model's bandwidth; cached, so a second run only runs the model), the descriptors from
-onnxruntime in batches (no torch), the file from :mod:`service.gallery.shipped`.
+onnxruntime in batches (no torch), each item's picture from :mod:`raymap.thumbnail` (the
+upright mesh, normalized, ray cast and shaded; WebP, about 0.5 KB), the file from
+:mod:`service.gallery.shipped`. ``--no-thumbnails`` leaves the pictures out.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from raymap.datasets import DATASETS, FOLDER, FOLDER_SPLITS, SPLITS, build_split
-from raymap.features import FEATURE_NAMES, FEATURES_VERSION
+from raymap.thumbnail import thumbnails_of_files
 from service.gallery.shipped import write_base_gallery
 
 
@@ -35,17 +37,13 @@ def build_gallery(
     limit_per_class: int | None = None,
     batch_size: int = 32,
     progress: bool = True,
+    thumbnails: bool = True,
 ) -> int:
     """Write the gallery to ``out`` (atomically); returns the number of items."""
     from service.runtime import Runtime
 
-    runtime = Runtime(model, warmup=False)
-    info = runtime.info
-    if tuple(info.feature_names) != FEATURE_NAMES or info.features_version != FEATURES_VERSION:
-        raise SystemExit(
-            f"the model was trained on features {info.feature_names} v{info.features_version}; "
-            f"this raymap makes {FEATURE_NAMES} v{FEATURES_VERSION}"
-        )
+    runtime = Runtime(model, warmup=False)  # refuses a model made for other maps
+    info = runtime.info  # the model's contract, read from its metadata
     ids: list[str] = []
     labels: list[str] = []
     descriptors: list[np.ndarray] = []
@@ -69,7 +67,7 @@ def build_gallery(
             range(0, n, batch_size), desc=f"descriptors {split}", disable=not progress
         ):
             maps = np.ascontiguousarray(arrays.maps[start : start + batch_size], np.float32)
-            _, batch_descriptors = runtime.run(maps)  # (B, D)
+            batch_descriptors = runtime.run(maps).descriptor  # (B, D)
             descriptors.append(np.asarray(batch_descriptors, np.float32))
         ids += list(arrays.names)
         labels += [arrays.class_names[int(i)] for i in arrays.labels]
@@ -78,8 +76,44 @@ def build_gallery(
     if len(set(ids)) != len(ids):
         raise SystemExit("file stems are not unique across the splits; they cannot be ids")
     matrix = np.concatenate(descriptors) if descriptors else np.zeros((0, info.descriptor_size))
-    write_base_gallery(out, ids, labels, matrix, (info.name, info.version), dataset)
+    pictures = None
+    if thumbnails:
+        files = _mesh_files(dataset, splits, root, cache_dir, limit_per_class)
+        pictures = thumbnails_of_files(
+            [files[item_id] for item_id in ids], workers=workers or 1, progress=progress
+        )
+        sizes = [len(p) for p in pictures if p is not None]
+        print(
+            f"thumbnails: {len(sizes)} of {len(ids)}, {sum(sizes)} bytes "
+            f"({sum(sizes) / max(len(sizes), 1):.0f} per item)",
+            file=sys.stderr,
+        )
+    write_base_gallery(
+        out, ids, labels, matrix, (info.name, info.version), dataset, thumbnails=pictures
+    )
     return len(ids)
+
+
+def _mesh_files(
+    dataset: str,
+    splits: Sequence[str],
+    root: Path | None,
+    cache_dir: Path | None,
+    limit_per_class: int | None,
+) -> dict[str, Path]:
+    """Each mesh file by its stem (the gallery id), for rendering the items' pictures."""
+    from raymap.datasets import default_cache_dir
+    from raymap.datasets.sources import files_below, named_split
+
+    if dataset == FOLDER:
+        assert root is not None
+        return {path.stem: path for path in files_below(Path(root))}
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return {
+        path.stem: path
+        for split in splits
+        for path in named_split(dataset, split, root, cache, limit_per_class).paths
+    }
 
 
 def _has_files(root: Path | None, split: str) -> bool:
@@ -106,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit-per-class", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--no-thumbnails", action="store_true", help="leave the items' pictures out"
+    )
     args = parser.parse_args(argv)
     folder = args.data is not None
     start = time.perf_counter()
@@ -120,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         limit_per_class=args.limit_per_class,
         batch_size=args.batch_size,
         progress=not args.no_progress,
+        thumbnails=not args.no_thumbnails,
     )
     print(f"{args.out}: {n} items in {time.perf_counter() - start:.1f} s")
     return 0

@@ -20,7 +20,7 @@ from typing import Any
 
 from raymap.errors import MeshError
 from service.batching import Overloaded, ShuttingDown
-from service.gallery import DuplicateId, GalleryError
+from service.gallery import DuplicateId, GalleryError, GalleryUnavailable
 from service.schemas import ErrorResponse
 
 
@@ -104,6 +104,13 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
     ),
     ShuttingDown: ErrorSpec(503, "shutting_down", "shutting down; retry", retry=True),
     NotReady: ErrorSpec(503, "not_ready", "the model is not ready; retry", retry=True),
+    GalleryUnavailable: ErrorSpec(
+        503,
+        "gallery_unavailable",
+        "the gallery's database is unavailable; retry",
+        lambda _: "the gallery's database is unavailable; retry later",
+        True,
+    ),
 }
 
 # Starlette's own HTTP errors (no route, wrong method, unparsable body) as ours.

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from service.errors import ERRORS, InvalidRequest, describe, from_http_status
 from service.logs import request_id
@@ -34,15 +35,18 @@ def validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """Every method any route of ``app`` serves at ``path`` (Starlette's 405 names one)."""
-    methods: set[str] = set()
-    for route in app.router.routes:
-        regex = getattr(route, "path_regex", None)
-        route_methods = getattr(route, "methods", None)
-        if regex is not None and route_methods and regex.match(path):
-            methods |= set(route_methods)
-    return sorted(methods)
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path (Starlette's 405 names the
+    first route's only), found by asking each route whether it would take the method."""
+    allowed = []
+    for method in HTTP_METHODS:
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
 
 
 def install_error_handlers(app: FastAPI, retry_after_s: int, metrics: Metrics) -> None:
@@ -63,7 +67,7 @@ def install_error_handlers(app: FastAPI, retry_after_s: int, metrics: Metrics) -
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        allowed = allowed_methods(request.app, request.url.path) if exc.status_code == 405 else ()
+        allowed = allowed_methods(request) if exc.status_code == 405 else []
         translated = from_http_status(exc.status_code, str(exc.detail), allowed)
         if translated is None:
             log.error("an HTTP error the table lacks: %s %s", exc.status_code, exc.detail)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import io
 import logging
 import time
@@ -31,14 +32,17 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from raymap.contract import ModelContract
 from raymap.mesh import load_mesh
+from raymap.preview import DEFAULT_PREVIEW_FACES, MeshPreview
 from raymap.project import spherical_map
 from raymap.render import render_map
+from raymap.thumbnail import encode_thumbnail, render_thumbnail
 from service.batching import MicroBatcher, Overloaded
 from service.errors import MeshTimeout
 from service.gallery import Gallery, Hit, Item
 from service.metrics import Metrics
-from service.runtime import ModelInfo
+from service.runtime import Outputs
 from service.settings import Settings
 
 log = logging.getLogger("service.pipeline")
@@ -55,14 +59,41 @@ PANEL_PIXELS = 128  # each channel's panel of a drawn map is about this wide
 class RuntimeLike(Protocol):
     """What the pipeline uses of :class:`service.runtime.Runtime` (tests wrap the real one)."""
 
-    info: ModelInfo
+    info: ModelContract
     provider: str
+    metadata: dict[str, str]  # all of the model's metadata (the contract and provenance)
 
-    def run(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+    def run(self, maps: np.ndarray) -> Outputs: ...
 
     def mesh_to_map(
         self, data: bytes, file_type: str, max_faces: int
     ) -> tuple[np.ndarray, dict[str, float]]: ...
+
+    def mesh_to_map_with_preview(
+        self, data: bytes, file_type: str, max_faces: int, preview_faces: int
+    ) -> tuple[np.ndarray, dict[str, float], MeshPreview]: ...
+
+
+@dataclass(frozen=True)
+class UploadPreview:
+    """What the page draws of an upload: the mesh as classified (normalized, decimated) and
+    its picture, rendered as the gallery's are."""
+
+    mesh: MeshPreview
+    thumbnail: bytes  # raymap.thumbnail's WebP
+
+
+def mesh_to_map_and_preview(
+    runtime: RuntimeLike, data: bytes, file_type: str, max_faces: int, preview_faces: int
+) -> tuple[np.ndarray, dict[str, float], UploadPreview]:
+    """The runtime's map and preview of one parse, and the preview's picture (in a thread)."""
+    map_, timings, mesh = runtime.mesh_to_map_with_preview(
+        data, file_type, max_faces, preview_faces
+    )
+    start = time.perf_counter()
+    thumbnail = encode_thumbnail(render_thumbnail(mesh.vertices, mesh.faces))
+    timings["thumbnail"] = 1e3 * (time.perf_counter() - start)
+    return map_, timings, UploadPreview(mesh, thumbnail)
 
 
 @dataclass(frozen=True)
@@ -105,7 +136,10 @@ class Inference:
     descriptor: np.ndarray  # (D,) float32, unit length
     label: str  # the most probable class
     batch_size: int  # how many maps shared the model call
+    novelty: float | None  # higher = less like the model's classes; None: the model has none
+    known: bool  # novelty at most the threshold: the shape looks like one of the classes
     timings_ms: dict[str, float] = field(default_factory=dict)
+    preview: UploadPreview | None = None  # when asked for
 
 
 @dataclass(frozen=True)
@@ -199,15 +233,24 @@ class Pipeline:
         )
 
     @property
-    def info(self) -> ModelInfo:
+    def info(self) -> ModelContract:
         return self.runtime.info
+
+    @property
+    def threshold(self) -> float | None:
+        """The novelty threshold: ``settings.novelty_threshold``, else the model's own."""
+        if self.settings.novelty_threshold is not None:
+            return self.settings.novelty_threshold
+        return self.info.novelty_threshold
 
     async def start(self) -> None:
         """Start the batcher and warm up every stage with a tiny mesh (no time limit: the first
         cast also builds what later ones reuse)."""
         self.batcher.start()
         with self.admission.admit() as permit:
-            await self._infer(permit, Upload(WARMUP_OFF, "off"), Timings(), timeout_s=None)
+            await self._infer(
+                permit, Upload(WARMUP_OFF, "off"), Timings(), timeout_s=None, preview_faces=100
+            )
         self.metrics.gallery_items.set(await self.in_thread(self.gallery.count))
 
     async def close(self) -> None:
@@ -217,10 +260,11 @@ class Pipeline:
 
     # -- the operations (one per route that touches a mesh or the gallery)
 
-    async def classify(self, upload: Upload) -> Inference:
+    async def classify(self, upload: Upload, preview_faces: int | None = None) -> Inference:
+        """With ``preview_faces``, also the mesh as classified and its picture (``preview``)."""
         timings = Timings(upload.read_ms)
         with self.admission.admit() as permit:
-            result = await self._infer(permit, upload, timings)
+            result = await self._infer(permit, upload, timings, preview_faces=preview_faces)
         return self._finish("/classify", result, timings)
 
     async def retrieve(self, upload: Upload, k: int, label: str | None) -> Retrieval:
@@ -235,11 +279,12 @@ class Pipeline:
         self, upload: Upload, item_id: str, label: str | None, metadata: dict[str, Any] | None
     ) -> Item:
         """The mesh's descriptor into the gallery under ``item_id`` (default label: the
-        predicted class)."""
+        predicted class), stored with its picture (rendered from the preview)."""
         timings = Timings(upload.read_ms)
         with self.admission.admit() as permit:
-            result = await self._infer(permit, upload, timings)
-            item = Item(item_id, label or result.label, result.descriptor, metadata)
+            result = await self._infer(permit, upload, timings, preview_faces=DEFAULT_PREVIEW_FACES)
+            thumbnail = result.preview.thumbnail if result.preview else None
+            item = Item(item_id, label or result.label, result.descriptor, metadata, thumbnail)
             with timings.stage("store"):
                 await self.in_thread(self.gallery.add, item)
         self._finish("/gallery", result, timings)
@@ -251,6 +296,10 @@ class Pipeline:
         with self.admission.admit():
             await self.in_thread(self.gallery.add, item)
         await self._count_items()
+
+    async def thumbnail(self, item_id: str) -> bytes | None:
+        """The item's stored picture (None: no such item, or it has none)."""
+        return await self.in_thread(self.gallery.thumbnail, item_id)
 
     async def delete_item(self, item_id: str) -> bool:
         with self.admission.admit():
@@ -284,31 +333,58 @@ class Pipeline:
     # -- stages
 
     async def _infer(
-        self, permit: Permit, upload: Upload, timings: Timings, timeout_s: float | None = -1.0
+        self,
+        permit: Permit,
+        upload: Upload,
+        timings: Timings,
+        timeout_s: float | None = -1.0,
+        preview_faces: int | None = None,
     ) -> Inference:
-        """Mesh -> map -> model; ``timeout_s`` of the cast: -1 the settings', None none."""
+        """Mesh -> map -> model; ``timeout_s`` of the cast: -1 the settings', None none; with
+        ``preview_faces`` the same parse also gives the preview (same thread, same limit)."""
         limit = self.settings.mesh_timeout_s if timeout_s == -1.0 else timeout_s
-        map_, cast_timings = await self._cast(
-            permit,
-            limit,
-            self.runtime.mesh_to_map,
-            upload.data,
-            upload.file_type,
-            self.settings.max_faces,
-        )
+        preview = None
+        if preview_faces is None:
+            map_, cast_timings = await self._cast(
+                permit,
+                limit,
+                self.runtime.mesh_to_map,
+                upload.data,
+                upload.file_type,
+                self.settings.max_faces,
+            )
+        else:
+            map_, cast_timings, preview = await self._cast(
+                permit,
+                limit,
+                mesh_to_map_and_preview,
+                self.runtime,
+                upload.data,
+                upload.file_type,
+                self.settings.max_faces,
+                preview_faces,
+            )
         timings.stages.update({k: v for k, v in cast_timings.items() if k != "total"})
         batch = await self.batcher.submit(map_)
         timings.stages["queue"] = batch.queue_ms
         timings.stages["inference"] = batch.inference_ms
         label = self.info.class_names[int(np.argmax(batch.probabilities))]
-        return Inference(batch.probabilities, batch.descriptor, label, batch.batch_size)
+        threshold, novelty = self.threshold, batch.novelty
+        known = threshold is None or novelty is None or novelty <= threshold
+        return Inference(
+            batch.probabilities,
+            batch.descriptor,
+            label,
+            batch.batch_size,
+            novelty,
+            known,
+            preview=preview,
+        )
 
     def _finish(self, operation: str, result: Inference, timings: Timings) -> Inference:
         finished = timings.finish()
         self.metrics.observe_stages(operation, finished)
-        return Inference(
-            result.probabilities, result.descriptor, result.label, result.batch_size, finished
-        )
+        return dataclasses.replace(result, timings_ms=finished)
 
     async def _cast(
         self, permit: Permit, timeout_s: float | None, fn: Callable[..., T], *args: Any

@@ -1,10 +1,11 @@
 """The inference runtime: ``model.onnx`` on onnxruntime, mesh bytes in, prediction out.
 
 numpy + onnxruntime + :mod:`raymap` only; never torch (a test imports this module in a fresh
-interpreter and checks). The model's ``metadata_props`` (written by ``export.onnx``, each
-value JSON) are the only source of class names, bandwidth, grid and input features; a model
-without one of :data:`REQUIRED_METADATA`, or made for other input features than this
-:mod:`raymap`, is refused at load.
+interpreter and checks). The model's contract (:class:`raymap.contract.ModelContract`: class
+names, bandwidth, grid, input features, input and output names and sizes), read from its
+``metadata_props`` where ``export.onnx`` wrote it, is the only source of those facts; a model
+whose metadata lacks one, whose graph disagrees with it, or made for other input features
+than this :mod:`raymap`, is refused at load.
 
 Execution provider: ``device="auto"`` takes CUDA when onnxruntime offers it, else the CPU.
 onnxruntime-gpu falls back to the CPU silently when CUDA cannot start, so the provider
@@ -18,102 +19,34 @@ than one worker the intra-op threads do not spin-wait for work between calls.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnxruntime as ort
 
 import raymap
-from raymap.grid import GRID_NAME
+from raymap.contract import CORE_OUTPUTS, NOVELTY, ContractError, ModelContract
+from raymap.preview import MeshPreview, mesh_preview
+from raymap.project import prepare, project
 
 log = logging.getLogger(__name__)
 
-REQUIRED_METADATA = (
-    "model_name",
-    "model_version",
-    "class_names",
-    "bandwidth",
-    "grid",
-    "feature_names",
-    "features_version",
-    "descriptor_size",
-)
 DEVICES = ("auto", "cpu", "cuda")
-OUTPUT_NAMES = ("probabilities", "descriptor")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+ModelError = ContractError  # a model file the runtime cannot serve; the message says why
 
 
-class ModelError(ValueError):
-    """A model file the runtime cannot serve; the message says why."""
+class Outputs(NamedTuple):
+    """One model call: probabilities (N, K), unit descriptors (N, D), novelty (N,) or None."""
 
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the service knows about the model, parsed from its ONNX ``metadata_props``."""
-
-    name: str
-    version: str
-    class_names: tuple[str, ...]
-    bandwidth: int
-    grid: str
-    feature_names: tuple[str, ...]
-    features_version: str
-    descriptor_size: int
-    input_name: str
-    metadata: dict[str, str]  # all raw metadata (JSON strings)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(C, 2b, 2b) of one spherical map."""
-        return (len(self.feature_names), 2 * self.bandwidth, 2 * self.bandwidth)
-
-    @classmethod
-    def from_metadata(cls, metadata: dict[str, str], input_name: str) -> ModelInfo:
-        """Parse and check the metadata; :class:`ModelError` names what is missing or wrong."""
-        missing = [key for key in REQUIRED_METADATA if key not in metadata]
-        if missing:
-            raise ModelError(f"the model's metadata lacks {missing}; re-export it")
-        try:
-            values = {key: json.loads(metadata[key]) for key in REQUIRED_METADATA}
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"the model's metadata is not JSON: {exc}") from None
-        grid = values["grid"]
-        grid_name = grid.get("name") if isinstance(grid, dict) else grid
-        grid_bandwidth = grid.get("bandwidth") if isinstance(grid, dict) else values["bandwidth"]
-        if grid_name != GRID_NAME or grid_bandwidth != values["bandwidth"]:
-            raise ModelError(
-                f"the model expects grid {grid!r} at bandwidth {values['bandwidth']}; "
-                f"raymap samples {GRID_NAME!r}"
-            )
-        info = cls(
-            name=str(values["model_name"]),
-            version=str(values["model_version"]),
-            class_names=tuple(str(c) for c in values["class_names"]),
-            bandwidth=int(values["bandwidth"]),
-            grid=str(grid_name),
-            feature_names=tuple(str(f) for f in values["feature_names"]),
-            features_version=str(values["features_version"]),
-            descriptor_size=int(values["descriptor_size"]),
-            input_name=input_name,
-            metadata=dict(metadata),
-        )
-        if info.features_version != raymap.FEATURES_VERSION:
-            raise ModelError(
-                f"the model was trained on input features version {info.features_version!r}, "
-                f"this raymap computes version {raymap.FEATURES_VERSION!r}"
-            )
-        if info.feature_names != raymap.FEATURE_NAMES:
-            raise ModelError(
-                f"the model expects features {list(info.feature_names)}, "
-                f"raymap computes {list(raymap.FEATURE_NAMES)}"
-            )
-        return info
+    probabilities: np.ndarray
+    descriptor: np.ndarray
+    novelty: np.ndarray | None
 
 
 def default_threads(environ: dict[str, str] | None = None) -> int:
@@ -193,12 +126,13 @@ class Runtime:
             raise RuntimeError(f"asked for CUDA, onnxruntime gave {self.session.get_providers()}")
         if providers[0] == CUDA and self.provider != CUDA:
             log.warning("CUDA is installed but the session fell back to %s", self.provider)
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1:
-            raise ModelError(f"the model must take one input, it takes {len(inputs)}")
-        metadata = self.session.get_modelmeta().custom_metadata_map
-        self.info = ModelInfo.from_metadata(metadata, inputs[0].name)
-        self._check_signature()
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.info = ModelContract.from_metadata(self.metadata)
+        self.info.check_inputs()
+        self.info.check_signature(
+            {i.name: list(i.shape) for i in self.session.get_inputs()},
+            {o.name: list(o.shape) for o in self.session.get_outputs()},
+        )
         self.warmup_ms: float | None = None
         if warmup:
             start = time.perf_counter()
@@ -215,27 +149,9 @@ class Runtime:
             "off" if self.warmup_ms is None else f"{self.warmup_ms:.1f}",
         )
 
-    def _check_signature(self) -> None:
-        """The graph's input and outputs agree with the metadata."""
-        expected_outputs = {
-            "probabilities": len(self.info.class_names),
-            "descriptor": self.info.descriptor_size,
-        }
-        outputs = {o.name: o.shape for o in self.session.get_outputs()}
-        for name, size in expected_outputs.items():
-            if name not in outputs or outputs[name][-1] != size:
-                raise ModelError(
-                    f"output {name!r} of size {size} expected from the metadata; "
-                    f"the graph has {outputs}"
-                )
-        shape = self.session.get_inputs()[0].shape
-        if list(shape[1:]) != list(self.info.input_shape):
-            raise ModelError(
-                f"the graph's input {shape} disagrees with the metadata {self.info.input_shape}"
-            )
-
-    def run(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Maps (N, C, 2b, 2b) -> probabilities (N, K), unit descriptors (N, D), float32."""
+    def run(self, maps: np.ndarray) -> Outputs:
+        """Maps (N, C, 2b, 2b) -> probabilities (N, K), unit descriptors (N, D) and novelty
+        (N,), float32; novelty is None for a model without that output."""
         maps = np.asarray(maps)
         if maps.ndim != 4 or maps.shape[0] < 1 or maps.shape[1:] != self.info.input_shape:
             raise ValueError(
@@ -243,10 +159,15 @@ class Runtime:
                 f"got {maps.shape}"
             )
         maps = np.ascontiguousarray(maps, dtype=np.float32)
-        probabilities, descriptor = self.session.run(
-            list(OUTPUT_NAMES), {self.info.input_name: maps}
+        if NOVELTY not in self.info.outputs:
+            probabilities, descriptor = self.session.run(
+                list(CORE_OUTPUTS), {self.info.input_name: maps}
+            )
+            return Outputs(probabilities, descriptor, None)
+        probabilities, descriptor, novelty = self.session.run(
+            [*CORE_OUTPUTS, NOVELTY], {self.info.input_name: maps}
         )
-        return probabilities, descriptor
+        return Outputs(probabilities, descriptor, novelty.reshape(-1))
 
     def mesh_to_map(
         self, data: bytes, file_type: str, max_faces: int
@@ -256,10 +177,33 @@ class Runtime:
         Keys: ``parse`` and raymap's ``normalize``, ``hull``, ``cast`` (``cast_build`` +
         ``cast_rays``), ``features``. Raises :class:`raymap.MeshError` for a bad mesh.
         """
+        spherical_map, timings, _ = self._cast(data, file_type, max_faces, None)
+        return spherical_map, timings
+
+    def mesh_to_map_with_preview(
+        self, data: bytes, file_type: str, max_faces: int, preview_faces: int
+    ) -> tuple[np.ndarray, dict[str, float], MeshPreview]:
+        """:meth:`mesh_to_map` and a preview of the same parsed mesh, normalized as the
+        network sees it and decimated to ``preview_faces`` triangles (stage ``preview``)."""
+        spherical_map, timings, preview = self._cast(data, file_type, max_faces, preview_faces)
+        assert preview is not None
+        return spherical_map, timings, preview
+
+    def _cast(
+        self, data: bytes, file_type: str, max_faces: int, preview_faces: int | None
+    ) -> tuple[np.ndarray, dict[str, float], MeshPreview | None]:
         start = time.perf_counter()
         mesh = raymap.load_mesh(data, file_type, max_faces=max_faces)
-        parse_ms = 1e3 * (time.perf_counter() - start)
-        spherical_map, stages = raymap.spherical_map_timed(mesh, self.info.bandwidth)
-        timings = {"parse": parse_ms}
-        timings.update({key: value for key, value in stages.items() if key != "total"})
-        return spherical_map, timings
+        timings = {"parse": 1e3 * (time.perf_counter() - start)}
+        if preview_faces is None:
+            spherical_map, stages = raymap.spherical_map_timed(mesh, self.info.bandwidth)
+            timings.update({key: value for key, value in stages.items() if key != "total"})
+            return spherical_map, timings, None
+        # The same stages by hand, keeping the normalized mesh that is cast for the preview.
+        prepared = prepare(mesh, timings)
+        spherical_map = project(prepared, self.info.bandwidth, None, timings)
+        timings["cast"] = timings["cast_build"] + timings["cast_rays"]
+        start = time.perf_counter()
+        preview = mesh_preview(prepared.normalized, preview_faces)
+        timings["preview"] = 1e3 * (time.perf_counter() - start)
+        return spherical_map, timings, preview

@@ -20,9 +20,34 @@ class ModelRef(BaseModel):
     version: str
 
 
+KNOWN = (
+    "whether the shape looks like one of the model's classes (novelty at most the threshold); "
+    "when false, the label is only the closest class"
+)
+NOVELTY = (
+    "how unlike the model's classes the shape is (higher = less like them); "
+    "null for a model without a novelty output"
+)
+
+
 class ClassProbability(BaseModel):
     label: str
     probability: float
+
+
+class MeshPreviewBody(BaseModel):
+    """The classified mesh as the page draws it (asked for with ``preview=true``)."""
+
+    media_type: str = Field(description="the format of ``mesh``: see raymap.preview")
+    mesh: str = Field(
+        description="base64 of the normalized mesh, decimated by vertex clustering: int16 "
+        "positions and uint16/uint32 triangle indices after a 20-byte header"
+    )
+    vertices: int
+    faces: int = Field(description="triangles in the preview")
+    source_faces: int = Field(description="triangles in the uploaded mesh")
+    thumbnail_media_type: str
+    thumbnail: str = Field(description="base64 of a small shaded picture, as the gallery's")
 
 
 class ClassifyResponse(BaseModel):
@@ -32,9 +57,12 @@ class ClassifyResponse(BaseModel):
         None, description="the top_k most probable classes, when top_k was asked for"
     )
     descriptor: list[float] = Field(description="L2-normalized rotation-invariant descriptor")
+    known: bool = Field(description=KNOWN)
+    novelty: float | None = Field(description=NOVELTY)
     timings_ms: dict[str, float] = Field(description="per-stage wall times in milliseconds")
     batch_size: int = Field(description="how many maps shared this request's model call")
     model: ModelRef
+    preview: MeshPreviewBody | None = Field(None, description="when preview=true was asked for")
 
 
 class Neighbor(BaseModel):
@@ -46,6 +74,8 @@ class Neighbor(BaseModel):
 
 class RetrieveResponse(BaseModel):
     label: str = Field(description="the query's own predicted class")
+    known: bool = Field(description=KNOWN)
+    novelty: float | None = Field(description=NOVELTY)
     neighbors: list[Neighbor]
     timings_ms: dict[str, float]
     batch_size: int = Field(description="how many maps shared this request's model call")

@@ -54,15 +54,18 @@ class Settings(BaseSettings):
     max_faces: int = Field(default=500_000, ge=1)
     mesh_timeout_s: float = Field(default=20.0, gt=0.0)  # parse + ray cast of one upload
     max_k: int = Field(default=100, ge=1)
+    # Novelty above this -> ``known: false``; None: the threshold in the model's metadata
+    # (fitted so that 95 % of in-class validation shapes stay known).
+    novelty_threshold: float | None = None
 
     # The gallery.
-    gallery_backend: Literal["embedded", "qdrant"] = "embedded"
+    gallery_backend: Literal["embedded", "postgres"] = "embedded"
     gallery_path: Path | None = DEFAULT_GALLERY  # the shipped, read-only base (None: empty)
     gallery_dir: Path = DEFAULT_GALLERY_DIR  # embedded: the durable store of user changes
-    qdrant_url: str | None = None  # e.g. http://qdrant:6333; None with qdrant_path: local mode
-    qdrant_path: Path | None = None  # qdrant-client's embedded local mode (tests, one process)
-    qdrant_collection: str = "shapes"
-    qdrant_api_key: SecretStr | None = None
+    # postgres: e.g. postgresql://shapes:secret@db:5432/shapes (libpq URL or key=value string)
+    database_url: SecretStr | None = None
+    database_pool_size: int = Field(default=4, ge=1, le=100)  # connections per process
+    database_wait_s: float = Field(default=60.0, ge=0.0)  # at start-up, for the database
 
     # Writes (gallery add/delete) need ``X-API-Key`` equal to this when it is set.
     api_key: SecretStr | None = None
@@ -71,7 +74,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
 
-    @field_validator("api_key", "qdrant_api_key", mode="before")
+    @field_validator("api_key", "database_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

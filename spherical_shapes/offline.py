@@ -81,7 +81,7 @@ def predict_files(
             results = list(pool.map(lambda p: mesh_map(runtime, p, max_faces), chunk))
             maps = [r for r in results if isinstance(r, np.ndarray)]
             if maps:
-                probabilities, descriptors = runtime.run(np.stack(maps))  # (B, K), (B, D)
+                probabilities, descriptors, _ = runtime.run(np.stack(maps))  # (B, K), (B, D)
             done = 0
             for path, result in zip(chunk, results, strict=True):
                 if isinstance(result, str):

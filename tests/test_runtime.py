@@ -20,6 +20,7 @@ import torch
 
 import raymap
 from export.onnx import ProbabilityModel
+from raymap.contract import REQUIRED_KEYS
 from service import runtime
 from service.runtime import ModelError, Runtime
 from tests.test_export import BANDWIDTH, Exported, export_once, one_torch_thread
@@ -61,12 +62,12 @@ def test_info_comes_from_the_metadata(loaded: Runtime, exported: Exported) -> No
     assert info.descriptor_size == exported.network.config.descriptor_size
     assert info.input_name == "maps"
     assert info.input_shape == (6, 2 * BANDWIDTH, 2 * BANDWIDTH)
-    assert json.loads(info.metadata["bandwidth"]) == BANDWIDTH
+    assert json.loads(loaded.metadata["bandwidth"]) == BANDWIDTH
 
 
 def test_run_matches_pytorch(loaded: Runtime, exported: Exported) -> None:
     maps = exported.maps[:5]
-    probabilities, descriptor = loaded.run(maps.astype(np.float64))  # cast to float32 inside
+    probabilities, descriptor, _ = loaded.run(maps.astype(np.float64))  # cast to float32 inside
     with torch.no_grad(), one_torch_thread():
         expected = ProbabilityModel(exported.network)(torch.from_numpy(maps))
     assert probabilities.dtype == descriptor.dtype == np.float32
@@ -102,7 +103,7 @@ def _rewrite_metadata(source: Path, target: Path, **changes: str | None) -> Path
     return target
 
 
-@pytest.mark.parametrize("key", runtime.REQUIRED_METADATA)
+@pytest.mark.parametrize("key", REQUIRED_KEYS)
 def test_refuses_a_model_without_a_metadata_key(
     exported: Exported,
     tmp_path: Path,
@@ -182,7 +183,7 @@ def test_mesh_in_prediction_out(loaded: Runtime) -> None:
 
     upper, _ = loaded.mesh_to_map(data, "chair.OFF", max_faces=100_000)  # the suffix, any case
     np.testing.assert_array_equal(upper, expected)
-    probabilities, descriptor = loaded.run(np.stack([expected, expected]))  # (2, K), (2, D)
+    probabilities, descriptor, _ = loaded.run(np.stack([expected, expected]))  # (2, K), (2, D)
     assert probabilities.shape == (2, len(loaded.info.class_names))
     assert descriptor.shape == (2, loaded.info.descriptor_size)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)

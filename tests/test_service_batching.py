@@ -32,7 +32,7 @@ def expected(small_runtime: Runtime, maps: np.ndarray) -> list[tuple[np.ndarray,
     """Each map's probabilities and descriptor, one map per model call; all distinct."""
     rows = []
     for map_ in maps:
-        probabilities, descriptors = small_runtime.run(map_[None])
+        probabilities, descriptors, _ = small_runtime.run(map_[None])
         rows.append((probabilities[0], descriptors[0]))
     descriptors = np.stack([d for _, d in rows])
     gaps = np.abs(descriptors[:, None] - descriptors[None]).max(axis=2)

@@ -1,6 +1,7 @@
 """The gallery stores: exact cosine search against brute force, durability, paging, filters.
 
-Both backends run the same tests; Qdrant in qdrant-client's local mode (no server).
+Both backends run the same tests: the embedded store, and PostgreSQL + pgvector on a real
+server the tests start (``postgres`` in conftest.py), a new database per test.
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ def make_base(tmp_path: Path, n: int = 50, seed: int = 0) -> Path:
 Opener = Callable[[Path | None], Gallery]
 
 
-@pytest.fixture(params=["embedded", "qdrant"])
+@pytest.fixture(params=["embedded", "postgres"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
-    """Opens (and reopens) a gallery over a base file in a folder owned by the test."""
+    """Opens (and reopens) a gallery over a base file in a folder (a database) owned by the
+    test."""
     opened: list[Gallery] = []
+    database: list[str] = []
 
     def open_(base: Path | None) -> Gallery:
         for gallery in opened:
@@ -53,10 +56,11 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
         if request.param == "embedded":
             gallery: Gallery = EmbeddedGallery(loaded, tmp_path / "store")
         else:
-            pytest.importorskip("qdrant_client")
-            from service.gallery.qdrant import QdrantGallery
+            from service.gallery.postgres import PostgresGallery
 
-            gallery = QdrantGallery(loaded, "test", path=tmp_path / "qdrant")
+            if not database:
+                database.append(request.getfixturevalue("postgres").create_database())
+            gallery = PostgresGallery(loaded, database[0])
         opened.append(gallery)
         return gallery
 
@@ -125,6 +129,33 @@ def test_add_delete_count_and_list(opener: Opener, tmp_path: Path) -> None:
     assert "chair_0000" not in {h.id for h in gallery.search(vector, 100)}
 
 
+def test_thumbnails_are_kept_with_their_items(opener: Opener, tmp_path: Path) -> None:
+    """Pictures of shipped items (from the base file) and of added ones, across reopening;
+    none for an item without one or a deleted item."""
+    rng = np.random.default_rng(4)
+    base = tmp_path / "pictures.npz"
+    pictures = [b"RIFF-a", None, b"RIFF-c" * 50]
+    write_base_gallery(
+        base,
+        ["a", "b", "c"],
+        ["chair", "desk", "sofa"],
+        rng.standard_normal((3, D)).astype(np.float32),
+        thumbnails=pictures,
+    )
+    gallery = opener(base)
+    assert [gallery.thumbnail(i) for i in ("a", "b", "c")] == pictures
+    vector = rng.standard_normal(D).astype(np.float32)
+    gallery.add(Item("new", "lamp", vector, thumbnail=b"\x00webp\xff"))
+    gallery.add(Item("bare", "lamp", vector))
+    gallery.delete("c")
+    reopened = opener(base)
+    assert reopened.thumbnail("new") == b"\x00webp\xff"
+    assert reopened.thumbnail("a") == b"RIFF-a"
+    assert reopened.thumbnail("bare") is None
+    assert reopened.thumbnail("c") is None
+    assert reopened.thumbnail("no-such-id") is None
+
+
 def test_changes_survive_reopening(opener: Opener, tmp_path: Path) -> None:
     base = make_base(tmp_path, n=10)
     gallery = opener(base)
@@ -148,15 +179,69 @@ def test_changes_survive_reopening(opener: Opener, tmp_path: Path) -> None:
     assert sofa is not None and sofa.label == "bed"
 
 
-def test_embedded_store_is_for_one_process(tmp_path: Path) -> None:
+def test_embedded_store_is_shared_by_worker_processes(tmp_path: Path) -> None:
+    """Two openers of one store (two server workers): each sees the other's writes at its
+    next call, and an id added through one is a duplicate through the other."""
     base = BaseGallery.load(make_base(tmp_path), D)
     first = EmbeddedGallery(base, tmp_path / "store")
+    second = EmbeddedGallery(base, tmp_path / "store")
     try:
-        with pytest.raises(RuntimeError, match="another process holds"):
-            EmbeddedGallery(base, tmp_path / "store")
+        vector = np.random.default_rng(5).standard_normal(D).astype(np.float32)
+        first.add(Item("user_a", "lamp", vector, {"by": "first"}))
+        assert second.count() == 51
+        assert second.search(vector, 1)[0].id == "user_a"
+        item = second.get("user_a")
+        assert item is not None and item.metadata == {"by": "first"}
+        with pytest.raises(DuplicateId):
+            second.add(Item("user_a", "lamp", vector))
+        assert second.delete("chair_0000") and second.delete("user_a")
+        assert first.get("chair_0000") is None and first.get("user_a") is None
+        assert first.count() == 49
+        assert [i.id for i in first.list_items(0, 100)[0]] == [
+            i.id for i in second.list_items(0, 100)[0]
+        ]
     finally:
         first.close()
-    EmbeddedGallery(base, tmp_path / "store").close()  # free again once closed
+        second.close()
+
+
+def _add_from_a_process(store: str, base_path: str, worker: int) -> int:
+    """Adds 20 ids of its own and the one shared id; how many adds succeeded."""
+    gallery = EmbeddedGallery(BaseGallery.load(Path(base_path), D), Path(store))
+    rng = np.random.default_rng(worker)
+    done = 0
+    try:
+        for i in range(20):
+            gallery.add(Item(f"w{worker}_{i}", "x", rng.standard_normal(D).astype(np.float32)))
+            done += 1
+            if i == 10:
+                try:
+                    gallery.add(Item("shared", "x", rng.standard_normal(D).astype(np.float32)))
+                    done += 1
+                except DuplicateId:
+                    pass
+    finally:
+        gallery.close()
+    return done
+
+
+def test_concurrent_worker_processes_write_safely(tmp_path: Path) -> None:
+    """Four processes adding at once: every add lands, the shared id exactly once."""
+    import multiprocessing
+
+    base_path = make_base(tmp_path)
+    store = tmp_path / "store"
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        done = pool.starmap(
+            _add_from_a_process, [(str(store), str(base_path), w) for w in range(4)]
+        )
+    assert sum(done) == 4 * 20 + 1
+    reopened = EmbeddedGallery(BaseGallery.load(base_path, D), store)
+    try:
+        assert reopened.count() == 50 + 4 * 20 + 1
+        assert reopened.get("shared") is not None
+    finally:
+        reopened.close()
 
 
 def test_embedded_store_rejects_another_descriptor_size(tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def test_a_timed_out_cast_keeps_its_slot_for_every_mesh_route(
     off = CHAIR.read_bytes()
     with make_client(tmp_path, runtime, max_pending=1, mesh_timeout_s=0.3) as client:
         wait_ready(client)
-        runtime.cast_delay_s = 1.5
+        runtime.cast_delay_s = 5.0  # long: the machine may be busy
         start = time.monotonic()
         timed_out = client.post("/classify", files=upload("c.off", off))
         assert timed_out.status_code == 422 and timed_out.json()["kind"] == "mesh_timeout"
@@ -63,7 +63,7 @@ def test_a_timed_out_cast_keeps_its_slot_for_every_mesh_route(
             client.post("/spherical-map", files=upload("c.off", off)),
             client.post("/classify", files=upload("c.off", off)),
         ]
-        assert time.monotonic() - start < 1.2  # still within the slow cast
+        assert time.monotonic() - start < 4.5  # still within the slow cast
         for response in busy:
             assert response.status_code == 503, response.text
             assert response.json()["kind"] == "overloaded"
@@ -71,9 +71,9 @@ def test_a_timed_out_cast_keeps_its_slot_for_every_mesh_route(
         runtime.cast_delay_s = 0.0
         while True:  # the slot comes back when the slow thread ends, not before
             served = client.post("/spherical-map", files=upload("c.off", off))
-            if served.status_code != 503 or time.monotonic() - start > 20:
+            if served.status_code != 503 or time.monotonic() - start > 60:
                 break
             time.sleep(0.05)
         assert served.status_code == 200, served.text
         assert served.headers["content-type"] == "image/png"
-        assert time.monotonic() - start >= 1.5
+        assert time.monotonic() - start >= 5.0

@@ -331,3 +331,36 @@ def test_python_m_service_without_a_model_says_why(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "no model at" in result.stderr
+
+
+def test_worker_processes_share_the_gallery(tmp_path: Path) -> None:
+    """WEB_CONCURRENCY=2: two worker processes on one port; an item added through any
+    connection is found through every other, and a duplicate id is refused once."""
+    env = {
+        "WEB_CONCURRENCY": "2",
+        "SHAPES_MODEL_PATH": str(small_model_path()),
+        "SHAPES_GALLERY_PATH": "none",
+        "SHAPES_GALLERY_DIR": str(tmp_path / "gallery"),
+        "SHAPES_CAST_WORKERS": "1",
+        "SHAPES_LOG_LEVEL": "info",
+    }
+    server = ServerProcess(env, tmp_path / "server.log")
+    try:
+        server.wait_ready(timeout_s=120)
+        deadline = time.monotonic() + 60
+        while server.log().count('"msg": "ready"') < 2 and time.monotonic() < deadline:
+            httpx.get(f"{server.url}/readyz", timeout=5)  # both workers load the model
+            time.sleep(0.2)
+        assert server.log().count('"msg": "ready"') == 2, server.log()
+        size = httpx.get(f"{server.url}/model").json()["descriptor_size"]
+        body = {"id": "shared_item", "label": "x", "descriptor": [1.0] * size}
+        statuses = []
+        for _ in range(2):  # two fresh connections, whichever workers they reach
+            statuses.append(httpx.post(f"{server.url}/gallery/descriptors", json=body).status_code)
+        assert sorted(statuses) == [201, 409]
+        for _ in range(12):  # fresh connections: the kernel spreads them over the workers
+            with httpx.Client(base_url=server.url, timeout=10) as client:
+                assert client.get("/gallery/items/shared_item").status_code == 200
+                assert client.get("/gallery/count").json()["count"] == 1
+    finally:
+        server.stop()

@@ -4,7 +4,7 @@
   every store applies (descriptor normalization, metadata, scores);
 * :mod:`.shipped`: the shipped ``gallery.npz`` (the read-only base), written and read;
 * :mod:`.embedded`: the default store (the base plus a durable SQLite overlay, exact search);
-* :mod:`.qdrant`: the same interface on a Qdrant collection, for several replicas;
+* :mod:`.postgres`: the same interface on PostgreSQL with pgvector, for several replicas;
 * :mod:`.factory`: :func:`open_gallery`, the configured backend over the base.
 
 Descriptors are L2-normalized on the way in, so a score is the cosine similarity.
@@ -16,6 +16,7 @@ from service.gallery.interface import (
     DuplicateId,
     Gallery,
     GalleryError,
+    GalleryUnavailable,
     Hit,
     Item,
     Metadata,
@@ -32,6 +33,7 @@ __all__ = [
     "DuplicateId",
     "Gallery",
     "GalleryError",
+    "GalleryUnavailable",
     "Hit",
     "Item",
     "Metadata",

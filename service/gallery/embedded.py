@@ -4,13 +4,19 @@ The shipped ``gallery.npz`` is a read-only base; user additions and deletions go
 WAL mode with ``synchronous=FULL`` in ``store_dir``, committed (fsynced) before the call
 returns, so an item acknowledged with a 2xx survives ``kill -9`` and power loss. Search is
 exact cosine over an in-memory float32 matrix of unit rows with numpy (one matrix-vector
-product). One process owns a store: a lock file stops a second server from opening the same
-folder.
+product).
+
+Several processes may open one store (the server's ``WEB_CONCURRENCY`` workers): SQLite
+serializes their writes, and every call first compares ``PRAGMA data_version`` (which changes
+when another connection commits) with the version its in-memory view was built from, and
+rebuilds the view from the base and the store when it differs. A write runs in one
+``BEGIN IMMEDIATE`` transaction holding SQLite's write lock from the check to the commit,
+so two workers adding the same id give one 2xx and one ``DuplicateId``, never a silent
+replacement. A change made through any worker is seen by every worker's next call.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import sqlite3
@@ -25,6 +31,7 @@ from service.gallery.interface import (
     Hit,
     Item,
     check_metadata,
+    check_thumbnail,
     hit,
     normalize_descriptor,
 )
@@ -39,30 +46,48 @@ class EmbeddedGallery:
     def __init__(self, base: BaseGallery, store_dir: Path, capacity: int = 1024) -> None:
         self.descriptor_size = int(base.descriptors.shape[1])
         self._lock = threading.RLock()
+        self._base = base
+        self._capacity = capacity
         store_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(store_dir / "gallery.lock", "w")  # noqa: SIM115 (held open)
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            self._lock_file.close()
-            raise RuntimeError(
-                f"another process holds the gallery store {store_dir}; the embedded gallery is "
-                "for one process (several replicas: SHAPES_GALLERY_BACKEND=qdrant)"
-            ) from exc
         self._db = sqlite3.connect(
-            store_dir / "gallery.sqlite3", check_same_thread=False, isolation_level=None
+            store_dir / "gallery.sqlite3",
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=30.0,  # another worker's write holds the lock for one commit
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS changes (id TEXT PRIMARY KEY, label TEXT, "
-            "descriptor BLOB, metadata TEXT)"  # descriptor NULL: a deleted base item
-        )
-        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-        self._check_descriptor_size()
-        self._base_ids = {str(i) for i in base.ids}
+        with self._transaction():
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS changes (id TEXT PRIMARY KEY, label TEXT, "
+                "descriptor BLOB, metadata TEXT, thumbnail BLOB)"
+            )  # descriptor NULL: a deleted base item
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(changes)")}
+            if "thumbnail" not in columns:  # a store made before items had pictures
+                self._db.execute("ALTER TABLE changes ADD COLUMN thumbnail BLOB")
+            self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            self._check_descriptor_size()
+        self._base_index = {str(item_id): i for i, item_id in enumerate(base.ids)}
+        self._base_ids = set(self._base_index)
+        self._version = -1
+        self._sync()
+
+    # -- loading
+
+    def _transaction(self) -> _Immediate:
+        return _Immediate(self._db)
+
+    def _sync(self) -> None:
+        """Rebuild the in-memory view if another connection committed since it was built."""
+        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        if version != self._version:
+            self._load()
+            self._version = version
+
+    def _load(self) -> None:
+        base = self._base
         n = len(base.ids)
-        self._matrix = np.empty((max(capacity, 2 * n, 1), self.descriptor_size), np.float32)
+        self._matrix = np.empty((max(self._capacity, 2 * n, 1), self.descriptor_size), np.float32)
         self._matrix[:n] = base.descriptors
         self._ids: list[str] = [str(i) for i in base.ids]
         self._labels: list[str] = [str(x) for x in base.labels]
@@ -102,8 +127,8 @@ class EmbeddedGallery:
             descriptor = np.frombuffer(blob, dtype=np.float32)
             self._append(item_id, label, descriptor, json.loads(metadata) if metadata else None)
             n_added += 1
-        log.info(
-            "gallery open: %d items (%d base, %d added, %d base deleted)",
+        log.debug(
+            "gallery view: %d items (%d base, %d added, %d base deleted)",
             len(self._ids),
             len(self._base_ids),
             n_added,
@@ -154,6 +179,7 @@ class EmbeddedGallery:
 
     def count(self, label: str | None = None) -> int:
         with self._lock:
+            self._sync()
             if label is None:
                 return len(self._ids)
             code = self._label_code.get(label)
@@ -164,22 +190,26 @@ class EmbeddedGallery:
     def add(self, item: Item) -> None:
         descriptor = normalize_descriptor(item.descriptor, self.descriptor_size)
         metadata = check_metadata(item.metadata)
-        with self._lock:
+        thumbnail = check_thumbnail(item.thumbnail)
+        with self._lock, self._transaction():
+            self._sync()  # under the write lock: no other worker commits until we do
             if item.id in self._row:
                 raise DuplicateId(f"id {item.id!r} is already in the gallery")
             self._db.execute(
-                "INSERT OR REPLACE INTO changes VALUES (?, ?, ?, ?)",
-                (item.id, item.label, descriptor.tobytes(), metadata),
-            )  # autocommit: durable (WAL fsynced) when this returns
+                "INSERT OR REPLACE INTO changes VALUES (?, ?, ?, ?, ?)",
+                (item.id, item.label, descriptor.tobytes(), metadata, thumbnail),
+            )  # durable (WAL fsynced) when the transaction commits, picture and all
             self._append(item.id, item.label, descriptor, item.metadata)
 
     def delete(self, item_id: str) -> bool:
-        with self._lock:
+        with self._lock, self._transaction():
+            self._sync()
             if item_id not in self._row:
                 return False
             if item_id in self._base_ids:
                 self._db.execute(
-                    "INSERT OR REPLACE INTO changes VALUES (?, NULL, NULL, NULL)", (item_id,)
+                    "INSERT OR REPLACE INTO changes VALUES (?, NULL, NULL, NULL, NULL)",
+                    (item_id,),
                 )
             else:
                 self._db.execute("DELETE FROM changes WHERE id = ?", (item_id,))
@@ -187,6 +217,11 @@ class EmbeddedGallery:
             return True
 
     def get(self, item_id: str) -> Item | None:
+        with self._lock:
+            self._sync()
+            return self._get(item_id)
+
+    def _get(self, item_id: str) -> Item | None:
         with self._lock:
             row = self._row.get(item_id)
             if row is None:
@@ -202,17 +237,19 @@ class EmbeddedGallery:
         self, offset: int, limit: int, label: str | None = None
     ) -> tuple[list[Item], int]:
         with self._lock:
+            self._sync()
             if self._sorted is None:
                 self._sorted = sorted(self._ids)
             ids = self._sorted
             if label is not None:
                 ids = [i for i in ids if self._labels[self._row[i]] == label]
-            page = [self.get(i) for i in ids[offset : offset + limit]]
+            page = [self._get(i) for i in ids[offset : offset + limit]]
             return [item for item in page if item is not None], len(ids)
 
     def search(self, descriptor: np.ndarray, k: int, label: str | None = None) -> list[Hit]:
         query = normalize_descriptor(descriptor, self.descriptor_size)
         with self._lock:
+            self._sync()
             n = len(self._ids)
             scores = self._matrix[:n] @ query  # (n,) cosine similarities
             rows = np.arange(n)
@@ -235,8 +272,33 @@ class EmbeddedGallery:
                 for i in best
             ]
 
+    def thumbnail(self, item_id: str) -> bytes | None:
+        with self._lock:
+            self._sync()
+            if item_id not in self._row:
+                return None
+            changed = self._db.execute(
+                "SELECT thumbnail FROM changes WHERE id = ?", (item_id,)
+            ).fetchone()
+        if changed is not None:  # added (or deleted from the base and added again)
+            return bytes(changed[0]) if changed[0] is not None else None
+        return self._base.thumbnail(self._base_index[item_id])
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
+
+
+class _Immediate:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an exception): one write at a time
+    across every process of the store, and our own commit does not change our
+    ``data_version``, so the view we updated in memory stays current."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        self._db.execute("ROLLBACK" if kind is not None else "COMMIT")

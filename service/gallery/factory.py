@@ -22,18 +22,22 @@ def _embedded(base: BaseGallery, settings: Settings) -> Gallery:
     return EmbeddedGallery(base, Path(os.path.expanduser(settings.gallery_dir)))
 
 
-def _qdrant(base: BaseGallery, settings: Settings) -> Gallery:
-    from service.gallery.qdrant import QdrantGallery
+def _postgres(base: BaseGallery, settings: Settings) -> Gallery:
+    if settings.database_url is None:
+        raise ValueError("SHAPES_GALLERY_BACKEND=postgres needs SHAPES_DATABASE_URL")
+    from service.gallery.postgres import PostgresGallery
 
-    key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-    return QdrantGallery(
-        base, settings.qdrant_collection, settings.qdrant_url, settings.qdrant_path, key
+    return PostgresGallery(
+        base,
+        settings.database_url.get_secret_value(),
+        pool_size=settings.database_pool_size,
+        connect_timeout_s=settings.database_wait_s,
     )
 
 
 BACKENDS: dict[str, Callable[[BaseGallery, Settings], Gallery]] = {
     "embedded": _embedded,
-    "qdrant": _qdrant,
+    "postgres": _postgres,
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 MAX_METADATA_BYTES = 4096
+MAX_THUMBNAIL_BYTES = 64 * 1024  # a stored picture (raymap.thumbnail's are about 0.5 KB)
 # What metadata may hold: a flat JSON object of scalars.
 Metadata = dict[str, str | int | float | bool | None]
 
@@ -32,12 +33,19 @@ class DuplicateId(GalleryError):
     """An item's id is already in the gallery."""
 
 
+class GalleryUnavailable(RuntimeError):
+    """The gallery's store cannot be reached now (its database is away); retry later."""
+
+
 @dataclass(frozen=True)
 class Item:
     id: str
     label: str
     descriptor: np.ndarray  # (D,) float32, unit norm
     metadata: dict[str, Any] | None = None
+    # A small picture (raymap.thumbnail: WebP), stored with the item; not returned by
+    # get/list/search (ask Gallery.thumbnail for it).
+    thumbnail: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,9 @@ class Gallery(Protocol):
     def search(self, descriptor: np.ndarray, k: int, label: str | None = None) -> list[Hit]:
         """The ``k`` items most cosine-similar to ``descriptor``, best first."""
 
+    def thumbnail(self, item_id: str) -> bytes | None:
+        """The item's stored picture; None if there is no such item or it has none."""
+
     def close(self) -> None: ...
 
 
@@ -100,6 +111,15 @@ def check_metadata(metadata: dict[str, Any] | None) -> str | None:
     if len(text.encode()) > MAX_METADATA_BYTES:
         raise GalleryError(f"metadata is {len(text.encode())} bytes, over {MAX_METADATA_BYTES}")
     return text
+
+
+def check_thumbnail(thumbnail: bytes | None) -> bytes | None:
+    """A thumbnail to store, or :class:`GalleryError` if it is empty or too big."""
+    if thumbnail is None:
+        return None
+    if not thumbnail or len(thumbnail) > MAX_THUMBNAIL_BYTES:
+        raise GalleryError(f"a thumbnail must be 1 to {MAX_THUMBNAIL_BYTES} bytes")
+    return bytes(thumbnail)
 
 
 def parse_metadata(text: str | None) -> dict[str, Any] | None:

@@ -2,8 +2,11 @@
 
 The ``.npz`` holds ``ids`` (N,) str (file stems, ``chair_0890``), ``labels`` (N,) str (class
 names), ``descriptors`` (N, D) float32, and optionally the ``model_name`` and
-``model_version`` that computed them and the ``dataset`` they came from. It is the read-only
-base every backend starts from.
+``model_version`` that computed them and the ``dataset`` they came from, and the items'
+pictures (:mod:`raymap.thumbnail`, WebP): ``thumbnails`` (B,) uint8, all of them end to end,
+and ``thumbnail_offsets`` (N + 1,) int64, item ``i``'s picture being
+``thumbnails[offsets[i]:offsets[i + 1]]`` (empty: none). It is the read-only base every
+backend starts from.
 """
 
 from __future__ import annotations
@@ -25,6 +28,15 @@ class BaseGallery:
     labels: np.ndarray
     descriptors: np.ndarray
     model: tuple[str, str] | None = None  # (name, version) of the model that computed them
+    thumbnails: np.ndarray | None = None  # (B,) uint8: every picture, end to end
+    thumbnail_offsets: np.ndarray | None = None  # (N + 1,) int64 into ``thumbnails``
+
+    def thumbnail(self, index: int) -> bytes | None:
+        """Item ``index``'s picture, None if the file has none for it."""
+        if self.thumbnails is None or self.thumbnail_offsets is None:
+            return None
+        start, end = self.thumbnail_offsets[index], self.thumbnail_offsets[index + 1]
+        return self.thumbnails[start:end].tobytes() if end > start else None
 
     @classmethod
     def load(cls, path: Path | None, descriptor_size: int) -> BaseGallery:
@@ -38,6 +50,10 @@ class BaseGallery:
             model = None
             if "model_name" in data.files and "model_version" in data.files:
                 model = (str(data["model_name"]), str(data["model_version"]))
+            thumbnails = offsets = None
+            if "thumbnails" in data.files and "thumbnail_offsets" in data.files:
+                thumbnails = np.asarray(data["thumbnails"], dtype=np.uint8)
+                offsets = np.asarray(data["thumbnail_offsets"], dtype=np.int64)
         if descriptors.ndim != 2 or descriptors.shape[1] != descriptor_size:
             raise ValueError(
                 f"{path}: descriptors have shape {descriptors.shape}, the model's descriptor "
@@ -52,7 +68,18 @@ class BaseGallery:
         norms = np.linalg.norm(descriptors, axis=1, keepdims=True)
         if not (np.isfinite(norms).all() and (norms > 0).all()):
             raise ValueError(f"{path}: some descriptors are zero or not finite")
-        return cls(ids, labels, descriptors / norms, model)
+        if (
+            offsets is not None
+            and thumbnails is not None
+            and (
+                offsets.shape != (len(ids) + 1,)
+                or offsets[0] != 0
+                or offsets[-1] != len(thumbnails)
+                or (np.diff(offsets) < 0).any()
+            )
+        ):
+            raise ValueError(f"{path}: thumbnail_offsets do not match the ids and thumbnails")
+        return cls(ids, labels, descriptors / norms, model, thumbnails, offsets)
 
 
 def write_base_gallery(
@@ -62,8 +89,10 @@ def write_base_gallery(
     descriptors: np.ndarray,
     model: tuple[str, str] | None = None,
     dataset: str | None = None,
+    thumbnails: Sequence[bytes | None] | None = None,
 ) -> None:
-    """Write a gallery file atomically (a killed run leaves the old file or none)."""
+    """Write a gallery file atomically (a killed run leaves the old file or none);
+    ``thumbnails``, when given, has one picture (or None) per item."""
     if len(set(ids)) != len(ids):
         raise ValueError("gallery ids are not unique")
     if not (len(ids) == len(labels) == len(descriptors)):
@@ -77,6 +106,12 @@ def write_base_gallery(
         arrays["model_name"], arrays["model_version"] = np.asarray(model[0]), np.asarray(model[1])
     if dataset is not None:
         arrays["dataset"] = np.asarray(dataset)
+    if thumbnails is not None:
+        if len(thumbnails) != len(ids):
+            raise ValueError(f"{len(ids)} ids, {len(thumbnails)} thumbnails")
+        sizes = [len(t) if t else 0 for t in thumbnails]
+        arrays["thumbnails"] = np.frombuffer(b"".join(t or b"" for t in thumbnails), np.uint8)
+        arrays["thumbnail_offsets"] = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp.npz")
     np.savez(tmp, **arrays)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Form, Query
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 
+from raymap.thumbnail import MEDIA_TYPE as THUMBNAIL_MEDIA_TYPE
 from service.errors import (
+    BadRequest,
     DuplicateId,
     GalleryError,
     InvalidRequest,
@@ -36,13 +39,29 @@ router = APIRouter(tags=["gallery"])
 WRITES: list[Any] = [Depends(require_api_key)]
 READ_ERRORS = (InvalidRequest, NotReady)
 WRITE_ERRORS = (Unauthorized, PayloadTooLarge, InvalidRequest, NotReady, Overloaded)
+# The new item's routes, for clients and for stateful testing (OpenAPI links).
+ITEM_LINKS = {
+    201: {
+        "description": "the item was added",
+        "links": {
+            "GetItem": {
+                "operationId": "get_item",
+                "parameters": {"item_id": "$response.body#/id"},
+            },
+            "DeleteItem": {
+                "operationId": "delete_item",
+                "parameters": {"item_id": "$response.body#/id"},
+            },
+        },
+    }
+}
 
 
 @router.post(
     "/gallery",
     status_code=201,
     dependencies=WRITES,
-    responses=responses(*MESH_ERRORS, Unauthorized, DuplicateId, GalleryError),
+    responses={**ITEM_LINKS, **responses(*MESH_ERRORS, Unauthorized, DuplicateId, GalleryError)},
 )
 async def add_mesh(
     pipeline: ReadyPipeline,
@@ -61,7 +80,7 @@ async def add_mesh(
     "/gallery/descriptors",
     status_code=201,
     dependencies=WRITES,
-    responses=responses(*WRITE_ERRORS, DuplicateId, GalleryError),
+    responses={**ITEM_LINKS, **responses(*WRITE_ERRORS, BadRequest, DuplicateId, GalleryError)},
 )
 async def add_descriptor(pipeline: ReadyPipeline, body: DescriptorItem) -> GalleryItem:
     """Add a stored descriptor (from ``/classify`` of the same model) under ``id``."""
@@ -97,7 +116,11 @@ async def count(
     return GalleryCount(count=await pipeline.in_thread(pipeline.gallery.count, label))
 
 
-@router.get("/gallery/items/{item_id}", responses=responses(*READ_ERRORS, NotFound))
+@router.get(
+    "/gallery/items/{item_id}",
+    operation_id="get_item",
+    responses=responses(*READ_ERRORS, NotFound),
+)
 async def get_item(pipeline: ReadyPipeline, item_id: str) -> GalleryItemWithDescriptor:
     """One item with its descriptor."""
     item = await pipeline.in_thread(pipeline.gallery.get, item_id)
@@ -111,8 +134,31 @@ async def get_item(pipeline: ReadyPipeline, item_id: str) -> GalleryItemWithDesc
     )
 
 
+@router.get(
+    "/gallery/items/{item_id}/thumbnail",
+    response_class=Response,
+    responses={
+        200: {"content": {THUMBNAIL_MEDIA_TYPE: {}}, "description": "a small picture (WebP)"},
+        304: {"description": "the picture the client holds (If-None-Match) is current"},
+        **responses(*READ_ERRORS, NotFound),
+    },
+)
+async def get_thumbnail(pipeline: ReadyPipeline, request: Request, item_id: str) -> Response:
+    """The item's picture: its normalized shape ray cast and shaded (``raymap.thumbnail``),
+    rendered when the item was added or the shipped gallery was built."""
+    picture = await pipeline.thumbnail(item_id)
+    if picture is None:
+        raise NotFound(f"no gallery item with id {item_id!r} has a thumbnail")
+    etag = '"' + hashlib.sha1(picture).hexdigest()[:20] + '"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}  # ids can be deleted and reused
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return Response(picture, media_type=THUMBNAIL_MEDIA_TYPE, headers=headers)
+
+
 @router.delete(
     "/gallery/items/{item_id}",
+    operation_id="delete_item",
     status_code=204,
     dependencies=WRITES,
     response_class=Response,

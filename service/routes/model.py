@@ -25,5 +25,5 @@ async def model(pipeline: ReadyPipeline) -> ModelResponse:
         features_version=info.features_version,
         descriptor_size=info.descriptor_size,
         provider=pipeline.runtime.provider,
-        metadata=dict(info.metadata),
+        metadata=dict(pipeline.runtime.metadata),
     )

@@ -1,14 +1,18 @@
-// The page's own code: no dependencies, no CDN. Reads a dropped mesh (OBJ, OFF, STL) for a
-// turning view (WebGL, or canvas 2D where WebGL is missing), sends the file to /classify,
-// /retrieve and /spherical-map, and shows the answers.
+// The page's own code: no dependencies, no CDN. Sends each dropped mesh to the service
+// (/classify with preview=true, /retrieve, /spherical-map) and shows the answers. The service
+// parses every format and returns the mesh it classified (normalized, decimated; see
+// raymap/preview.py): the page only draws that, turning (WebGL, or canvas 2D where WebGL is
+// missing). Several files at once fill a sortable table, downloadable as CSV and JSON.
 "use strict";
 
 const MAX_BARS = 8; // classes shown as bars; the rest are summed into "others"
 const NEIGHBORS = 5;
-const PREVIEW_TRIANGLES_GL = 400000;
-const PREVIEW_TRIANGLES_2D = 6000;
+const PREVIEW_TRIANGLES_2D = 6000; // the canvas-2D fallback draws at most this many
+const BATCH_CONCURRENCY = 2; // files in flight at once when several are dropped
+const FORMATS = ["obj", "off", "stl", "ply", "glb", "gltf"];
 
 const $ = (id) => document.getElementById(id);
+let classNames = [];
 
 // ----------------------------------------------------------------------------- service
 
@@ -27,7 +31,7 @@ async function postFile(path, file, fields = {}) {
   form.append("file", file, file.name);
   for (const [key, value] of Object.entries(fields)) form.append(key, String(value));
   const response = await fetch(path, { method: "POST", body: form });
-  if (!response.ok) throw new Error(`${path}: ${await readError(response)}`);
+  if (!response.ok) throw new Error(await readError(response));
   return response;
 }
 
@@ -38,6 +42,7 @@ async function showModel() {
       const response = await fetch("/model");
       if (response.ok) {
         const m = await response.json();
+        classNames = m.class_names;
         line.textContent =
           `model ${m.name} ${m.version} · ${m.class_names.length} classes · ` +
           `bandwidth ${m.bandwidth} · ${m.provider.replace("ExecutionProvider", "")}`;
@@ -52,7 +57,16 @@ async function showModel() {
   }
 }
 
-// ----------------------------------------------------------------------------- results
+function thumbnailUrl(id) {
+  return `/gallery/items/${encodeURIComponent(id)}/thumbnail`;
+}
+
+function extensionOf(name) {
+  const dot = name.lastIndexOf(".");
+  return dot < 0 ? "" : name.slice(dot + 1).toLowerCase();
+}
+
+// ----------------------------------------------------------------------------- one file
 
 function percent(p) {
   return `${(100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
@@ -67,6 +81,7 @@ function barItem(name, value, width, text, highlight) {
   label.title = name;
   const track = document.createElement("span");
   track.className = "track";
+  track.setAttribute("aria-hidden", "true");
   const fill = document.createElement("span");
   fill.className = "fill";
   fill.style.width = `${Math.max(0, Math.min(1, width)) * 100}%`;
@@ -79,10 +94,25 @@ function barItem(name, value, width, text, highlight) {
   return li;
 }
 
+// "not one of the N classes; closest: ..." when the service says the shape is unknown.
+function verdict(result) {
+  const ranked = Object.entries(result.probabilities).sort((a, b) => b[1] - a[1]);
+  const top = ranked[0][1];
+  if (result.known === false) {
+    const n = classNames.length || ranked.length;
+    return { known: false, text: `not one of the ${n} classes; closest: ${result.label}`, top };
+  }
+  return { known: result.known, text: result.label, top };
+}
+
 function showClassification(result) {
   const ranked = Object.entries(result.probabilities).sort((a, b) => b[1] - a[1]);
-  $("label").textContent = result.label;
-  $("confidence").textContent = percent(ranked[0][1]);
+  const v = verdict(result);
+  const label = $("label");
+  label.textContent = v.text;
+  label.classList.toggle("unknown", v.known === false);
+  $("confidence").textContent =
+    v.known === false ? `(${percent(v.top)})` : percent(v.top);
   const bars = $("bars");
   bars.replaceChildren();
   ranked.slice(0, MAX_BARS).forEach(([name, p], i) => {
@@ -94,10 +124,58 @@ function showClassification(result) {
   }
   const t = result.timings_ms || {};
   const total = t.total !== undefined ? `${t.total.toFixed(0)} ms in the service` : "";
-  const parts = ["parse", "cast", "inference"]
+  const parts = ["parse", "cast", "inference", "preview"]
     .filter((k) => t[k] !== undefined)
     .map((k) => `${k} ${t[k].toFixed(0)}`);
   $("timings").textContent = total + (parts.length ? ` (${parts.join(", ")} ms)` : "");
+}
+
+function showPreview(preview) {
+  if (!preview) {
+    viewer.clear();
+    $("view-note").textContent = "no preview";
+    return;
+  }
+  const mesh = decodePreview(preview.mesh);
+  viewer.show(mesh);
+  const drawn = viewer.mode === "2d" ? Math.min(mesh.count, PREVIEW_TRIANGLES_2D) : mesh.count;
+  $("view-note").textContent =
+    `${drawn.toLocaleString("en")} triangles drawn` +
+    (preview.faces < preview.source_faces
+      ? ` (of ${preview.source_faces.toLocaleString("en")} in the file)`
+      : "") +
+    (viewer.mode === "2d" ? " · canvas preview" : "") +
+    " · normalized as the network sees it";
+  const thumb = $("query-thumb");
+  thumb.src = `data:${preview.thumbnail_media_type};base64,${preview.thumbnail}`;
+  thumb.alt = "a picture of your mesh";
+  $("query").hidden = false;
+}
+
+function neighborItem(n, highlight) {
+  const li = document.createElement("li");
+  if (highlight) li.classList.add("top");
+  const img = document.createElement("img");
+  img.width = 64;
+  img.height = 64;
+  img.alt = `${n.label} ${n.id}`;
+  img.addEventListener("error", () => img.classList.add("missing"));
+  img.src = thumbnailUrl(n.id);
+  const text = document.createElement("span");
+  text.className = "who";
+  const id = document.createElement("span");
+  id.className = "id";
+  id.textContent = n.id;
+  const label = document.createElement("span");
+  label.className = "class";
+  label.textContent = n.label;
+  text.append(id, label);
+  const score = document.createElement("span");
+  score.className = "value";
+  score.textContent = n.score.toFixed(3);
+  score.title = "cosine similarity";
+  li.append(img, text, score);
+  return li;
 }
 
 function showNeighbors(result) {
@@ -110,12 +188,7 @@ function showNeighbors(result) {
     list.appendChild(li);
     return;
   }
-  for (const n of result.neighbors) {
-    const width = (n.score + 1) / 2; // cosine in [-1, 1] -> bar in [0, 1]
-    const item = barItem(`${n.id} (${n.label})`, n.score, width, n.score.toFixed(3),
-      n.label === result.label);
-    list.appendChild(item);
-  }
+  for (const n of result.neighbors) list.appendChild(neighborItem(n, n.label === result.label));
 }
 
 let mapUrl = null;
@@ -140,186 +213,317 @@ function showError(message) {
   box.hidden = !message;
 }
 
-// ----------------------------------------------------------------------------- a file
+function clearDetails() {
+  $("label").textContent = "…";
+  $("label").classList.remove("unknown");
+  $("confidence").textContent = "";
+  $("bars").replaceChildren();
+  $("neighbors").replaceChildren();
+  $("timings").textContent = "";
+  $("query").hidden = true;
+  $("map").hidden = true;
+  viewer.clear();
+  $("view-note").textContent = "the service is reading the mesh…";
+}
 
-let busy = 0;
+let current = 0;
 
-async function handleFile(file) {
-  if (!file) return;
+async function showFile(file) {
   showError("");
   $("filename").textContent = `${file.name} · ${(file.size / 1024).toFixed(0)} KiB`;
   document.body.classList.add("busy");
-  busy += 1;
-  const mine = busy;
-  $("label").textContent = "…";
-  $("confidence").textContent = "";
-
-  const buffer = await file.arrayBuffer();
-  let triangles = null;
-  try {
-    triangles = parseMesh(file.name, buffer);
-  } catch (err) {
-    triangles = null;
-    $("view-note").textContent = `no preview: ${err.message}`;
-  }
-  if (triangles) {
-    viewer.show(triangles);
-    $("view-note").textContent = `${(triangles.length / 9).toLocaleString()} triangles` +
-      (viewer.mode === "2d" ? " (canvas preview, subsampled)" : "");
-  } else {
-    viewer.clear();
-  }
-
+  current += 1;
+  const mine = current;
+  clearDetails();
   const jobs = [
-    postFile("/classify", file).then((r) => r.json()).then((r) => {
-      if (mine === busy) showClassification(r);
+    postFile("/classify", file, { preview: true }).then((r) => r.json()).then((r) => {
+      if (mine !== current) return;
+      showClassification(r);
+      showPreview(r.preview);
     }),
     postFile("/retrieve", file, { k: NEIGHBORS }).then((r) => r.json()).then((r) => {
-      if (mine === busy) showNeighbors(r);
+      if (mine === current) showNeighbors(r);
     }),
-    postFile("/spherical-map", file).then((r) => (mine === busy ? showMap(r) : null)),
+    postFile("/spherical-map", file).then((r) => (mine === current ? showMap(r) : null)),
   ];
+  const names = ["/classify", "/retrieve", "/spherical-map"];
   const results = await Promise.allSettled(jobs);
-  if (mine !== busy) return;
-  const errors = results.filter((r) => r.status === "rejected").map((r) => r.reason.message);
+  if (mine !== current) return;
+  const errors = results
+    .map((r, i) => (r.status === "rejected" ? `${names[i]}: ${r.reason.message}` : null))
+    .filter(Boolean);
   if (errors.length) {
-    showError([...new Set(errors)].join("\n"));
-    if (results[0].status === "rejected") $("label").textContent = "–";
+    showError(`${file.name}: ${errors.join("\n")}`);
+    if (results[0].status === "rejected") {
+      $("label").textContent = "–";
+      $("view-note").textContent = "no preview: the service could not read this file";
+    }
   }
   document.body.classList.remove("busy");
 }
 
-// ----------------------------------------------------------------------------- mesh parsing
-// Each parser returns a triangle soup: Float32Array of 9 numbers per triangle.
+// ----------------------------------------------------------------------------- many files
 
-function parseMesh(name, buffer) {
-  const ext = name.toLowerCase().split(".").pop();
-  if (ext === "off") return parseOff(new TextDecoder().decode(buffer));
-  if (ext === "obj") return parseObj(new TextDecoder().decode(buffer));
-  if (ext === "stl") return parseStl(buffer);
-  throw new Error(`the page draws OBJ, OFF and STL; ${ext.toUpperCase()} is still classified`);
+const rows = []; // one per file: {file, label, probability, known, novelty, neighbor, error, ...}
+let sortKey = null;
+let sortDescending = false;
+let batchRun = 0;
+
+function sortValue(row, key) {
+  if (key === "neighbor") return row.neighbor ? row.neighbor.id : "";
+  if (key === "known") return row.known === undefined || row.known === null ? "" : String(row.known);
+  const value = row[key];
+  return value === undefined || value === null ? "" : value;
 }
 
-function fanTriangles(positions, polygons) {
-  let count = 0;
-  for (const poly of polygons) count += Math.max(0, poly.length - 2);
-  const out = new Float32Array(count * 9);
-  let o = 0;
-  for (const poly of polygons) {
-    for (let k = 1; k + 1 < poly.length; k++) {
-      for (const index of [poly[0], poly[k], poly[k + 1]]) {
-        if (!(index >= 0 && 3 * index + 2 < positions.length)) {
-          throw new Error(`face index ${index} out of range`);
-        }
-        out[o++] = positions[3 * index];
-        out[o++] = positions[3 * index + 1];
-        out[o++] = positions[3 * index + 2];
+function sortedRows() {
+  if (!sortKey) return rows;
+  const sign = sortDescending ? -1 : 1;
+  return [...rows].sort((a, b) => {
+    const x = sortValue(a, sortKey);
+    const y = sortValue(b, sortKey);
+    if ((x === "") !== (y === "")) return x === "" ? 1 : -1; // no value (an error): last
+    if (typeof x === "number" && typeof y === "number") return sign * (x - y);
+    return sign * String(x).localeCompare(String(y), "en", { numeric: true });
+  });
+}
+
+function cell(text, className, heading) {
+  const td = document.createElement("td");
+  if (className) td.className = className;
+  if (heading) td.dataset.label = heading; // shown before the value on narrow screens
+  td.textContent = text;
+  return td;
+}
+
+function renderRow(row) {
+  const tr = document.createElement("tr");
+  tr.dataset.file = row.file;
+  const name = document.createElement("th");
+  name.scope = "row";
+  name.textContent = row.file;
+  tr.appendChild(name);
+  if (row.error) {
+    tr.classList.add("failed");
+    const td = cell(row.error, "row-error", "Error");
+    td.colSpan = 4;
+    td.setAttribute("role", "alert");
+    tr.appendChild(td);
+  } else if (row.label === undefined) {
+    const td = cell(row.state || "waiting", "pending");
+    td.colSpan = 4;
+    tr.appendChild(td);
+  } else {
+    const unknown = row.known === false;
+    tr.appendChild(cell(unknown ? `not one of the classes; closest: ${row.label}` : row.label,
+      unknown ? "label-cell unknown" : "label-cell", "Label"));
+    tr.appendChild(cell(percent(row.probability), "number", "Probability"));
+    tr.appendChild(cell(row.known === undefined ? "–" : row.known ? "yes" : "no", "", "Known"));
+    const td = document.createElement("td");
+    td.dataset.label = "Nearest neighbour";
+    if (row.neighbor) {
+      const img = document.createElement("img");
+      img.width = 32;
+      img.height = 32;
+      img.alt = "";
+      img.addEventListener("error", () => img.classList.add("missing"));
+      img.src = thumbnailUrl(row.neighbor.id);
+      const text = document.createElement("span");
+      text.textContent = `${row.neighbor.id} (${row.neighbor.label}) ${row.neighbor.score.toFixed(3)}`;
+      td.append(img, text);
+      td.className = "neighbor-cell";
+    } else {
+      td.textContent = "–";
+    }
+    tr.appendChild(td);
+  }
+  const action = document.createElement("td");
+  if (row.blob) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = "Details";
+    button.setAttribute("aria-label", `details of ${row.file}`);
+    button.addEventListener("click", () => {
+      showFile(row.blob);
+      $("mesh-title").scrollIntoView({ behavior: "smooth", block: "start" });
+    });
+    action.appendChild(button);
+  }
+  tr.appendChild(action);
+  return tr;
+}
+
+function renderTable() {
+  $("results").tBodies[0].replaceChildren(...sortedRows().map(renderRow));
+  for (const th of $("results").tHead.querySelectorAll("th[data-key]")) {
+    const key = th.dataset.key;
+    th.setAttribute("aria-sort",
+      key === sortKey ? (sortDescending ? "descending" : "ascending") : "none");
+  }
+}
+
+function updateProgress() {
+  const done = rows.filter((r) => r.label !== undefined || r.error).length;
+  const progress = $("progress");
+  progress.max = Math.max(rows.length, 1);
+  progress.value = done;
+  const failed = rows.filter((r) => r.error).length;
+  $("progress-text").textContent =
+    `${done} of ${rows.length} done` + (failed ? ` · ${failed} failed` : "");
+  const finished = done === rows.length && rows.length > 0;
+  $("download-csv").disabled = !finished;
+  $("download-json").disabled = !finished;
+  $("batch").classList.toggle("finished", finished);
+}
+
+async function classifyRow(row, run) {
+  row.state = "classifying…";
+  renderTable();
+  try {
+    const [classified, retrieved] = await Promise.all([
+      postFile("/classify", row.blob).then((r) => r.json()),
+      postFile("/retrieve", row.blob, { k: 1 }).then((r) => r.json()),
+    ]);
+    if (run !== batchRun) return;
+    row.label = classified.label;
+    row.probability = classified.probabilities[classified.label];
+    if (classified.known !== undefined) row.known = classified.known;
+    if (classified.novelty !== undefined) row.novelty = classified.novelty;
+    row.neighbor = retrieved.neighbors[0] || null;
+  } catch (err) {
+    if (run !== batchRun) return;
+    row.error = err.message;
+  }
+  renderTable();
+  updateProgress();
+}
+
+async function classifyAll(files, skipped) {
+  batchRun += 1;
+  const run = batchRun;
+  rows.length = 0;
+  for (const file of files) rows.push({ file: file.webkitRelativePath || file.name, blob: file });
+  $("batch").hidden = false;
+  $("filename").textContent =
+    `${files.length} files` + (skipped ? ` (${skipped} of other types skipped)` : "");
+  renderTable();
+  updateProgress();
+  const queue = [...rows];
+  const worker = async () => {
+    while (queue.length && run === batchRun) await classifyRow(queue.shift(), run);
+  };
+  await Promise.all(Array.from({ length: BATCH_CONCURRENCY }, worker));
+}
+
+function exportedRows() {
+  return rows.map((r) => ({
+    file: r.file,
+    label: r.label ?? null,
+    probability: r.probability ?? null,
+    known: r.known ?? null,
+    novelty: r.novelty ?? null,
+    neighbor_id: r.neighbor ? r.neighbor.id : null,
+    neighbor_label: r.neighbor ? r.neighbor.label : null,
+    neighbor_score: r.neighbor ? r.neighbor.score : null,
+    error: r.error ?? null,
+  }));
+}
+
+function csvField(value) {
+  if (value === null || value === undefined) return "";
+  const text = String(value);
+  return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+function download(name, type, text) {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = name;
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+function downloadCsv() {
+  const data = exportedRows();
+  const columns = Object.keys(data[0]);
+  const lines = [columns.join(",")].concat(
+    data.map((row) => columns.map((c) => csvField(row[c])).join(",")));
+  download("spherical-shapes.csv", "text/csv", lines.join("\r\n") + "\r\n");
+}
+
+function downloadJson() {
+  download("spherical-shapes.json", "application/json",
+    JSON.stringify(exportedRows(), null, 2) + "\n");
+}
+
+// Files from a drop: folders are walked (Chromium and Firefox's FileSystemEntry API).
+async function droppedFiles(dataTransfer) {
+  const entries = [...dataTransfer.items]
+    .map((item) => (item.webkitGetAsEntry ? item.webkitGetAsEntry() : null))
+    .filter(Boolean);
+  if (!entries.length) return [...dataTransfer.files];
+  const files = [];
+  const walk = async (entry, path) => {
+    if (entry.isFile) {
+      const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+      files.push(path ? new File([file], `${path}${file.name}`, { type: file.type }) : file);
+    } else if (entry.isDirectory) {
+      const reader = entry.createReader();
+      for (;;) {
+        const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+        if (!batch.length) break;
+        for (const child of batch) await walk(child, `${path}${entry.name}/`);
       }
     }
-  }
-  if (!out.length) throw new Error("the file has no faces");
-  return out;
+  };
+  for (const entry of entries) await walk(entry, "");
+  return files;
 }
 
-function parseOff(text) {
-  const tokens = text.replace(/#[^\n]*/g, " ").trim().split(/\s+/);
-  let head = tokens.shift() || "";
-  if (!/^C?N?OFF/.test(head)) throw new Error("not an OFF file");
-  const glued = head.replace(/^C?N?OFF/, ""); // ModelNet's "OFF490 518 0"
-  if (glued) tokens.unshift(glued);
-  const nVertices = parseInt(tokens[0], 10);
-  const nFaces = parseInt(tokens[1], 10);
-  if (!(nVertices > 0 && nFaces > 0)) throw new Error("bad OFF counts");
-  const positions = new Float64Array(3 * nVertices);
-  let t = 3;
-  for (let i = 0; i < 3 * nVertices; i++) positions[i] = parseFloat(tokens[t++]);
-  const polygons = [];
-  for (let f = 0; f < nFaces && t < tokens.length; f++) {
-    const n = parseInt(tokens[t++], 10);
-    const poly = [];
-    for (let k = 0; k < n; k++) poly.push(parseInt(tokens[t++], 10));
-    polygons.push(poly);
+function handleFiles(list) {
+  const all = [...list];
+  const meshes = all.filter((f) => FORMATS.includes(extensionOf(f.name)));
+  if (all.length === 1) {
+    $("batch").hidden = true;
+    batchRun += 1;
+    showFile(all[0]); // an unknown type gets the service's own 415 message
+  } else if (meshes.length) {
+    classifyAll(meshes, all.length - meshes.length);
+  } else if (all.length) {
+    showError(`none of the ${all.length} files is a mesh (${FORMATS.join(", ")})`);
   }
-  return fanTriangles(positions, polygons);
 }
 
-function parseObj(text) {
-  const positions = [];
-  const polygons = [];
-  for (const line of text.split("\n")) {
-    const words = line.trim().split(/\s+/);
-    if (words[0] === "v") {
-      positions.push(+words[1], +words[2], +words[3]);
-    } else if (words[0] === "f") {
-      const nVertices = positions.length / 3;
-      polygons.push(words.slice(1).map((w) => {
-        const index = parseInt(w.split("/")[0], 10);
-        return index < 0 ? nVertices + index : index - 1;
-      }));
-    }
-  }
-  return fanTriangles(positions, polygons);
-}
+// ----------------------------------------------------------------------------- the preview
+// The service's binary preview (raymap/preview.py): "SSPV", version, V, F, source F (uint32
+// each), V*3 int16 positions (/32767: the normalized mesh inside the unit ball), padding to
+// 4 bytes, F*3 uint16 (V <= 65535) or uint32 indices. Expanded here to flat-shaded triangles.
 
-function parseStl(buffer) {
-  const view = new DataView(buffer);
-  if (buffer.byteLength >= 84) {
-    const n = view.getUint32(80, true);
-    if (84 + 50 * n === buffer.byteLength) {
-      const out = new Float32Array(9 * n);
-      for (let i = 0; i < n; i++) {
-        for (let j = 0; j < 9; j++) out[9 * i + j] = view.getFloat32(84 + 50 * i + 12 + 4 * j, true);
-      }
-      if (!n) throw new Error("the STL file has no triangles");
-      return out;
-    }
-  }
-  const text = new TextDecoder().decode(buffer);
-  const numbers = [];
-  const vertex = /vertex\s+(\S+)\s+(\S+)\s+(\S+)/g;
-  let match;
-  while ((match = vertex.exec(text)) !== null) numbers.push(+match[1], +match[2], +match[3]);
-  const usable = numbers.length - (numbers.length % 9);
-  if (!usable) throw new Error("cannot read the STL file");
-  return new Float32Array(numbers.slice(0, usable));
-}
-
-// Centre on the bounding box, scale into the unit ball, drop non-finite triangles and keep
-// at most `limit` triangles (evenly spaced) for the preview.
-function prepareTriangles(soup, limit) {
-  const total = soup.length / 9;
-  const step = Math.max(1, Math.ceil(total / limit));
-  const kept = [];
-  for (let i = 0; i < total; i += step) {
-    let finite = true;
-    for (let j = 0; j < 9; j++) if (!Number.isFinite(soup[9 * i + j])) finite = false;
-    if (finite) kept.push(i);
-  }
-  const lo = [Infinity, Infinity, Infinity];
-  const hi = [-Infinity, -Infinity, -Infinity];
-  for (const i of kept) {
-    for (let j = 0; j < 9; j++) {
-      const v = soup[9 * i + j];
-      lo[j % 3] = Math.min(lo[j % 3], v);
-      hi[j % 3] = Math.max(hi[j % 3], v);
-    }
-  }
-  const centre = lo.map((l, a) => (l + hi[a]) / 2);
-  let radius = 0;
-  for (const i of kept) {
-    for (let k = 0; k < 3; k++) {
-      const x = soup[9 * i + 3 * k] - centre[0];
-      const y = soup[9 * i + 3 * k + 1] - centre[1];
-      const z = soup[9 * i + 3 * k + 2] - centre[2];
-      radius = Math.max(radius, Math.hypot(x, y, z));
-    }
-  }
-  radius = radius || 1;
-  const positions = new Float32Array(kept.length * 9);
-  const normals = new Float32Array(kept.length * 9);
-  kept.forEach((i, n) => {
+function decodePreview(base64) {
+  const binary = atob(base64);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  const view = new DataView(bytes.buffer);
+  const magic = String.fromCharCode(...bytes.subarray(0, 4));
+  if (magic !== "SSPV" || view.getUint32(4, true) !== 1) throw new Error("not a mesh preview");
+  const nVertices = view.getUint32(8, true);
+  const nFaces = view.getUint32(12, true);
+  const quantized = new Int16Array(bytes.buffer, 20, 3 * nVertices);
+  const indexStart = 20 + 6 * nVertices + (nVertices % 2 ? 2 : 0);
+  const indices = nVertices <= 0xffff
+    ? new Uint16Array(bytes.buffer, indexStart, 3 * nFaces)
+    : new Uint32Array(bytes.buffer, indexStart, 3 * nFaces);
+  const positions = new Float32Array(9 * nFaces);
+  const normals = new Float32Array(9 * nFaces);
+  for (let f = 0; f < nFaces; f++) {
     const p = [];
-    for (let j = 0; j < 9; j++) p.push((soup[9 * i + j] - centre[j % 3]) / radius);
+    for (let k = 0; k < 3; k++) {
+      const v = indices[3 * f + k];
+      for (let a = 0; a < 3; a++) p.push(quantized[3 * v + a] / 32767);
+    }
     const e1 = [p[3] - p[0], p[4] - p[1], p[5] - p[2]];
     const e2 = [p[6] - p[0], p[7] - p[1], p[8] - p[2]];
     let nx = e1[1] * e2[2] - e1[2] * e2[1];
@@ -327,14 +531,28 @@ function prepareTriangles(soup, limit) {
     let nz = e1[0] * e2[1] - e1[1] * e2[0];
     const length = Math.hypot(nx, ny, nz) || 1;
     nx /= length; ny /= length; nz /= length;
-    for (let j = 0; j < 9; j++) positions[9 * n + j] = p[j];
+    for (let j = 0; j < 9; j++) positions[9 * f + j] = p[j];
     for (let k = 0; k < 3; k++) {
-      normals[9 * n + 3 * k] = nx;
-      normals[9 * n + 3 * k + 1] = ny;
-      normals[9 * n + 3 * k + 2] = nz;
+      normals[9 * f + 3 * k] = nx;
+      normals[9 * f + 3 * k + 1] = ny;
+      normals[9 * f + 3 * k + 2] = nz;
     }
-  });
-  return { positions, normals, count: kept.length };
+  }
+  return { positions, normals, count: nFaces };
+}
+
+// At most `limit` evenly spaced triangles (the canvas-2D fallback sorts and fills each).
+function subsample(mesh, limit) {
+  if (mesh.count <= limit) return mesh;
+  const step = Math.ceil(mesh.count / limit);
+  const count = Math.ceil(mesh.count / step);
+  const positions = new Float32Array(9 * count);
+  const normals = new Float32Array(9 * count);
+  for (let i = 0; i < count; i++) {
+    positions.set(mesh.positions.subarray(9 * i * step, 9 * i * step + 9), 9 * i);
+    normals.set(mesh.normals.subarray(9 * i * step, 9 * i * step + 9), 9 * i);
+  }
+  return { positions, normals, count };
 }
 
 // ----------------------------------------------------------------------------- the view
@@ -432,9 +650,8 @@ class Viewer {
     }
   }
 
-  show(soup) {
-    const limit = this.mode === "webgl" ? PREVIEW_TRIANGLES_GL : PREVIEW_TRIANGLES_2D;
-    this.mesh = prepareTriangles(soup, limit);
+  show(mesh) {
+    this.mesh = this.mode === "2d" ? subsample(mesh, PREVIEW_TRIANGLES_2D) : mesh;
     if (this.gl) {
       const gl = this.gl;
       gl.bindBuffer(gl.ARRAY_BUFFER, this.buffers.position);
@@ -530,8 +747,13 @@ const viewer = new Viewer($("view"));
 
 function wire() {
   const drop = $("drop");
-  const input = $("file");
-  input.addEventListener("change", () => handleFile(input.files[0]));
+  for (const [button, input] of [["pick-files", "file"], ["pick-folder", "folder"]]) {
+    $(button).addEventListener("click", () => $(input).click());
+    $(input).addEventListener("change", () => {
+      handleFiles($(input).files);
+      $(input).value = ""; // the same file again is a new choice
+    });
+  }
   for (const type of ["dragenter", "dragover"]) {
     drop.addEventListener(type, (event) => {
       event.preventDefault();
@@ -541,14 +763,19 @@ function wire() {
   for (const type of ["dragleave", "drop"]) {
     drop.addEventListener(type, () => drop.classList.remove("over"));
   }
-  drop.addEventListener("drop", (event) => {
+  drop.addEventListener("drop", async (event) => {
     event.preventDefault();
-    const file = event.dataTransfer && event.dataTransfer.files[0];
-    if (file) handleFile(file);
+    if (event.dataTransfer) handleFiles(await droppedFiles(event.dataTransfer));
   });
-  drop.addEventListener("keydown", (event) => {
-    if (event.key === "Enter" || event.key === " ") input.click();
-  });
+  for (const th of $("results").tHead.querySelectorAll("th[data-key]")) {
+    th.querySelector("button").addEventListener("click", () => {
+      sortDescending = sortKey === th.dataset.key ? !sortDescending : false;
+      sortKey = th.dataset.key;
+      renderTable();
+    });
+  }
+  $("download-csv").addEventListener("click", downloadCsv);
+  $("download-json").addEventListener("click", downloadJson);
   // Dropping a file anywhere else must not navigate away from the page.
   window.addEventListener("dragover", (event) => event.preventDefault());
   window.addEventListener("drop", (event) => event.preventDefault());

@@ -1,0 +1,619 @@
+"""Answers to trust, fitted post hoc on the validation split: ``python -m model.trust fit|report``.
+
+``fit CHECKPOINT... --out FILE`` (torch) takes the checkpoint best on validation and fits, on
+the run's own validation split
+(``model.data.split_validation`` with the run's ``val_fraction``/``val_seed``), and writes the
+checkpoint again with a ``post_hoc`` entry that ``export.onnx`` bakes into the graph:
+
+* a temperature ``T`` (minimum validation NLL): probabilities are ``softmax(logits / T)``;
+* a descriptor transform applied before the L2 normalization, one of ``none``, ``centre``
+  (subtract the training mean) or ``whiten`` (then multiply by ``(cov + eps I)^(-1/2)``),
+  statistics from the training part of the split; chosen by how far below in-class queries an
+  out-of-class query's best match lands (validation queries against the training part, SHREC'11
+  choosing half as strangers), among those that keep validation mAP;
+* a novelty score (higher = less like the training classes), chosen by AUROC of validation
+  shapes against the choosing half of SHREC'11 (rotated) among: ``msp`` (1 - max calibrated
+  probability), ``max_logit``, ``energy`` (-T logsumexp(logits / T)), ``mahalanobis`` (squared
+  distance of the features to the nearest class mean, shared within-class covariance),
+  ``knn`` (1 - cosine to the nearest training descriptor), and sums of two of them, each
+  standardized on validation; the threshold is the ``keep`` quantile (default 0.95) of the
+  validation scores, so that share of in-class shapes stays ``known``.
+
+``report --model ONNX --gallery NPZ`` (onnxruntime, the shipped files) prints the test-split
+figures: accuracy, ECE before/after the temperature, novelty AUROC and the shares at the
+threshold (ModelNet10 test, SO3, against the SHREC'11 reporting half, rotated), the retrieval
+separation against the gallery, pair AUROC and mAP; writes ``trust.json`` and the reliability
+diagram into ``--out``.
+
+SHREC'11's 30 classes are split into a choosing and a reporting half by :func:`shrec_halves`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from model.checkpoint import build_model, read_checkpoint, save_checkpoint
+from model.data import MapSet, batches, load_maps, split_validation, subset
+from model.metrics import auroc, expected_calibration_error, pair_auroc, retrieval_metrics
+from model.net import SphericalCNN
+
+OOD_DATASET = "shrec11"
+OOD_SEED = 11
+SCORES = ("msp", "max_logit", "energy", "mahalanobis", "knn")
+KEEP = 0.95
+BINS = 15
+# Eigenvalue floor of the whitening and Mahalanobis covariances, relative to their mean.
+SHRINKAGE = (0.01, 0.1)
+
+
+def shrec_halves(class_names: Sequence[str], seed: int = OOD_SEED) -> tuple[list[str], list[str]]:
+    """(choosing, reporting) halves of the out-of-class classes, drawn once with ``seed``."""
+    names = sorted(class_names)
+    order = np.random.default_rng(seed).permutation(len(names))
+    half = len(names) // 2
+    return sorted(names[i] for i in order[:half]), sorted(names[i] for i in order[half:])
+
+
+class TrustedModel(nn.Module):
+    """The network with its post-hoc fit: (calibrated probabilities, descriptor, novelty).
+
+    This is the module ``export.onnx`` traces. With ``post_hoc=None`` it is the plain network:
+    temperature 1, no descriptor transform, novelty = energy with no threshold.
+    """
+
+    def __init__(self, network: SphericalCNN, post_hoc: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.network = network
+        d = network.config.descriptor_size
+        post_hoc = post_hoc or identity_post_hoc(d)
+        self.post_hoc = post_hoc
+        self.temperature = float(post_hoc["temperature"])
+        descriptor = post_hoc["descriptor"]
+        self.register_buffer("mean", _tensor(descriptor["mean"]))
+        self.register_buffer("matrix", _tensor(descriptor["matrix"]))
+        novelty = post_hoc["novelty"]
+        self.components = list(novelty["components"])
+        self.register_buffer("loc", _tensor(novelty["loc"]))
+        self.register_buffer("scale", _tensor(novelty["scale"]))
+        empty = torch.zeros(0, d)
+        self.register_buffer("projection", _tensor(novelty.get("projection", empty)))
+        self.register_buffer("class_means", _tensor(novelty.get("class_means", empty)))
+        self.register_buffer("bank", _tensor(novelty.get("bank", empty)))
+
+    def head(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Features (N, D) before normalization -> the three outputs."""
+        logits = self.network.classifier(features)
+        probabilities = torch.softmax(logits / self.temperature, dim=1)
+        descriptor = F.normalize((features - self.mean) @ self.matrix.T, dim=1)
+        parts = [self.score(name, logits, features, descriptor) for name in self.components]
+        novelty = ((torch.stack(parts, dim=1) - self.loc) / self.scale).sum(dim=1)
+        return probabilities, descriptor, novelty
+
+    def score(
+        self, name: str, logits: torch.Tensor, features: torch.Tensor, descriptor: torch.Tensor
+    ) -> torch.Tensor:
+        t = self.temperature
+        if name == "msp":
+            return 1.0 - torch.softmax(logits / t, dim=1).amax(dim=1)
+        if name == "max_logit":
+            return -logits.amax(dim=1)
+        if name == "energy":
+            return -t * torch.logsumexp(logits / t, dim=1)
+        if name == "mahalanobis":
+            projected = features @ self.projection.T  # (N, D)
+            gaps = projected.unsqueeze(1) - self.class_means.unsqueeze(0)  # (N, K, D)
+            return gaps.pow(2).sum(dim=2).amin(dim=1)
+        if name == "knn":
+            return 1.0 - (descriptor @ self.bank.T).amax(dim=1)
+        raise ValueError(f"unknown novelty score {name!r}; known: {SCORES}")
+
+    def forward(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.head(self.network.features(maps))
+
+
+def _tensor(values: object) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(values, dtype=np.float32))
+
+
+def identity_post_hoc(descriptor_size: int) -> dict[str, Any]:
+    """No fit: temperature 1, the plain descriptor, energy as novelty, no threshold."""
+    return {
+        "temperature": 1.0,
+        "descriptor": {
+            "kind": "none",
+            "mean": np.zeros(descriptor_size),
+            "matrix": np.eye(descriptor_size),
+        },
+        "novelty": {"components": ["energy"], "loc": [0.0], "scale": [1.0], "threshold": None},
+        "fitted": False,
+    }
+
+
+def trust_threshold(post_hoc: dict[str, Any] | None) -> float | None:
+    """The novelty threshold of a fit (the contract's ``novelty_threshold``), None without."""
+    if post_hoc is None or post_hoc["novelty"].get("threshold") is None:
+        return None
+    return float(post_hoc["novelty"]["threshold"])
+
+
+def trust_metadata(post_hoc: dict[str, Any] | None) -> dict[str, Any]:
+    """A summary of the fit for people and ``report`` (the ONNX ``trust`` metadata)."""
+    if post_hoc is None:
+        return {
+            "fitted": False,
+            "temperature": 1.0,
+            "descriptor_transform": "none",
+            "novelty_score": "energy",
+        }
+    novelty = post_hoc["novelty"]
+    fitted_on = post_hoc.get("fitted_on", {})
+    report = post_hoc.get("report", {})
+    return {
+        "fitted": bool(post_hoc.get("fitted", False)),
+        "temperature": float(post_hoc["temperature"]),
+        "descriptor_transform": post_hoc["descriptor"]["kind"],
+        "novelty_score": "+".join(novelty["components"]),
+        "novelty_keep": novelty.get("keep"),
+        "fitted_on": {k: v for k, v in fitted_on.items() if k != "ood_choosing_classes"},
+        "ood_reporting_classes": fitted_on.get("ood_reporting_classes", []),
+        "validation": {
+            "ece_before": report.get("temperature", {}).get("val_ece_before"),
+            "ece_after": report.get("temperature", {}).get("val_ece_after"),
+            "novelty_auroc": report.get("novelty", {})
+            .get("candidates", {})
+            .get(report.get("novelty", {}).get("chosen"), {})
+            .get("auroc"),
+        },
+    }
+
+
+def features_of(network: SphericalCNN, data: MapSet, batch_size: int = 256) -> torch.Tensor:
+    network.eval()
+    out = []
+    with torch.no_grad():
+        for index in batches(len(data), batch_size):
+            out.append(network.features(data.maps[index]))
+    return torch.cat(out).double() if out else torch.zeros(0, network.config.descriptor_size)
+
+
+def first_copies(data: MapSet) -> MapSet:
+    """One row per mesh (the first of its rotated copies)."""
+    seen: set[str] = set()
+    mask = np.zeros(len(data), dtype=bool)
+    for i, name in enumerate(data.names):
+        if name not in seen:
+            seen.add(name)
+            mask[i] = True
+    return subset(data, mask)
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """argmin_T NLL(softmax(logits / T)) on a log grid, refined by golden-section search."""
+
+    def nll(log_t: float) -> float:
+        return float(F.cross_entropy(logits / math.exp(log_t), labels))
+
+    grid = np.linspace(math.log(0.05), math.log(20.0), 121)
+    best = grid[int(np.argmin([nll(x) for x in grid]))]
+    lo, hi = best - 0.06, best + 0.06
+    ratio = (math.sqrt(5) - 1) / 2
+    for _ in range(40):
+        a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        if nll(a) < nll(b):
+            hi = b
+        else:
+            lo = a
+    return math.exp((lo + hi) / 2)
+
+
+def inverse_sqrt(covariance: np.ndarray, shrinkage: float) -> np.ndarray:
+    values, vectors = np.linalg.eigh(covariance)
+    floor = shrinkage * max(float(values.mean()), 1e-12)
+    return (vectors / np.sqrt(np.maximum(values, 0.0) + floor)) @ vectors.T
+
+
+def descriptor_candidates(train_features: np.ndarray) -> dict[str, dict[str, Any]]:
+    d = train_features.shape[1]
+    mean = train_features.mean(axis=0)
+    covariance = np.cov(train_features, rowvar=False)
+    out: dict[str, dict[str, Any]] = {
+        "none": {"kind": "none", "mean": np.zeros(d), "matrix": np.eye(d)},
+        "centre": {"kind": "centre", "mean": mean, "matrix": np.eye(d)},
+    }
+    for s in SHRINKAGE:
+        matrix = inverse_sqrt(covariance, s)
+        out[f"whiten-{s:g}"] = {"kind": "whiten", "mean": mean, "matrix": matrix, "shrinkage": s}
+    return out
+
+
+def best_match(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    return (queries @ gallery.T).max(axis=1)
+
+
+def stranger_share(inside: np.ndarray, strangers: np.ndarray, quantile: float = 0.05) -> float:
+    """Share of strangers' best-match scores below the ``quantile`` of in-class ones."""
+    return float(np.mean(strangers < np.quantile(inside, quantile)))
+
+
+@dataclasses.dataclass
+class FitData:
+    train_features: torch.Tensor  # training part: statistics of the transforms and scores
+    bank_features: torch.Tensor  # training part, one copy per mesh: the retrieval gallery
+    train_labels: torch.Tensor  # of train_features
+    val_features: torch.Tensor  # every copy
+    val_labels: torch.Tensor
+    val_first: np.ndarray  # rows of the first copy of each validation mesh
+    ood_features: torch.Tensor  # SHREC'11 choosing half, rotated
+    class_names: list[str]
+    choosing: list[str]
+    reporting: list[str]
+
+
+def load_fit_data(network: SphericalCNN, state: dict[str, Any], progress: bool) -> FitData:
+    config = state["train_config"]
+    data_seed = int(config.get("data_seed", config.get("seed", 0)))
+    full = load_maps(
+        config["dataset"],
+        "train",
+        config["bandwidth"],
+        config["train_rotation"],
+        config["train_copies"],
+        data_seed,
+        limit_per_class=config.get("limit_per_class"),
+        progress=progress,
+    )
+    train_part, val = split_validation(full, config["val_fraction"], config["val_seed"])
+    del full
+    bank = first_copies(train_part)  # one rotated copy of each training mesh
+    del train_part
+    first_names: set[str] = set()
+    val_first = np.zeros(len(val), dtype=bool)
+    for i, name in enumerate(val.names):
+        if name not in first_names:
+            first_names.add(name)
+            val_first[i] = True
+    ood = [
+        load_maps(OOD_DATASET, split, config["bandwidth"], "so3", 1, 0, progress=progress)
+        for split in ("train", "test")
+    ]
+    choosing, reporting = shrec_halves(ood[0].class_names)
+    keep = [
+        subset(part, np.array([part.class_names[int(y)] in choosing for y in part.labels]))
+        for part in ood
+    ]
+    ood_features = torch.cat([features_of(network, part) for part in keep])
+    bank_features = features_of(network, bank)
+    return FitData(
+        train_features=bank_features,
+        bank_features=bank_features,
+        train_labels=bank.labels,
+        val_features=features_of(network, val),
+        val_labels=val.labels,
+        val_first=val_first,
+        ood_features=ood_features,
+        class_names=bank.class_names,
+        choosing=choosing,
+        reporting=reporting,
+    )
+
+
+def _outputs(
+    network: SphericalCNN, post_hoc: dict[str, Any], features: torch.Tensor
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    model = TrustedModel(network, post_hoc).double().eval()
+    with torch.no_grad():
+        p, d, n = model.head(features.double())
+    return p.numpy(), d.numpy(), n.numpy()
+
+
+def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, Any]:
+    """The post-hoc entry of a checkpoint, with the measurements behind each choice."""
+    network = network.double().eval()
+    report: dict[str, Any] = {}
+    with torch.no_grad():
+        val_logits = network.classifier(data.val_features)
+    temperature = fit_temperature(val_logits, data.val_labels)
+    labels = data.val_labels.numpy()
+    before = torch.softmax(val_logits, 1).numpy()
+    after = torch.softmax(val_logits / temperature, 1).numpy()
+    report["temperature"] = {
+        "T": temperature,
+        "val_ece_before": expected_calibration_error(before, labels, BINS),
+        "val_ece_after": expected_calibration_error(after, labels, BINS),
+    }
+
+    # Descriptor transform.
+    plain = identity_post_hoc(network.config.descriptor_size)
+    plain["temperature"] = temperature
+    candidates = descriptor_candidates(data.train_features.numpy())
+    rows = {}
+    first = data.val_first
+    for name, descriptor in candidates.items():
+        trial = {**plain, "descriptor": descriptor}
+        _, bank, _ = _outputs(network, trial, data.bank_features)
+        _, val_d, _ = _outputs(network, trial, data.val_features)
+        _, ood_d, _ = _outputs(network, trial, data.ood_features)
+        inside, strangers = best_match(val_d[first], bank), best_match(ood_d, bank)
+        predictions = after[first].argmax(1)
+        rows[name] = {
+            "stranger_share": stranger_share(inside, strangers),
+            "val_mAP": retrieval_metrics(val_d[first], labels[first], predictions)["mAP"],
+            "val_pair_auroc": pair_auroc(val_d[first], labels[first]),
+        }
+    floor = rows["none"]["val_mAP"] - 0.01
+    allowed = [n for n, r in rows.items() if r["val_mAP"] >= floor]
+    chosen = max(allowed, key=lambda n: rows[n]["stranger_share"])
+    report["descriptor"] = {"candidates": rows, "chosen": chosen}
+    descriptor = candidates[chosen]
+
+    # Novelty score parameters.
+    features = data.train_features.numpy()
+    train_labels = data.train_labels.numpy()
+    k = len(data.class_names)
+    means = np.stack([features[train_labels == c].mean(axis=0) for c in range(k)])
+    within = np.cov(features - means[train_labels], rowvar=False)
+    projection = inverse_sqrt(within, SHRINKAGE[0])
+    base = {**plain, "descriptor": descriptor}
+    _, bank, _ = _outputs(network, base, data.bank_features)
+    params = {"projection": projection, "class_means": means @ projection.T, "bank": bank}
+
+    def novelty_of(components: list[str], loc: list[float], scale: list[float]) -> dict[str, Any]:
+        return {"components": components, "loc": loc, "scale": scale, **params}
+
+    singles: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in SCORES:
+        trial = {**base, "novelty": novelty_of([name], [0.0], [1.0])}
+        singles[name] = (
+            _outputs(network, trial, data.val_features)[2],
+            _outputs(network, trial, data.ood_features)[2],
+        )
+    options: dict[str, tuple[list[str], list[float], list[float]]] = {
+        name: ([name], [0.0], [1.0]) for name in SCORES
+    }
+    for i, a in enumerate(SCORES):
+        for b in SCORES[i + 1 :]:
+            loc = [float(singles[x][0].mean()) for x in (a, b)]
+            scale = [float(singles[x][0].std()) or 1.0 for x in (a, b)]
+            options[f"{a}+{b}"] = ([a, b], loc, scale)
+    scores = {}
+    for name, (components, loc, scale) in options.items():
+        trial = {**base, "novelty": novelty_of(components, loc, scale)}
+        inside = _outputs(network, trial, data.val_features)[2]
+        outside = _outputs(network, trial, data.ood_features)[2]
+        threshold = float(np.quantile(inside, keep))
+        scores[name] = {
+            "auroc": auroc(inside, outside),
+            "ood_flagged": float(np.mean(outside > threshold)),
+            "threshold": threshold,
+        }
+    chosen_score = max(scores, key=lambda n: scores[n]["auroc"])
+    components, loc, scale = options[chosen_score]
+    novelty = novelty_of(components, loc, scale)
+    for unused in ("projection", "class_means", "bank"):
+        needed = {"projection": "mahalanobis", "class_means": "mahalanobis", "bank": "knn"}
+        if needed[unused] not in components:
+            novelty.pop(unused)
+    novelty["threshold"] = scores[chosen_score]["threshold"]
+    novelty["keep"] = keep
+    report["novelty"] = {"candidates": scores, "chosen": chosen_score}
+    return {
+        "temperature": temperature,
+        "descriptor": descriptor,
+        "novelty": novelty,
+        "fitted": True,
+        "fitted_on": {
+            "validation": "model.data.split_validation of the run's training split",
+            "n_validation": len(labels),
+            "ood": f"{OOD_DATASET} choosing half (so3)",
+            "ood_choosing_classes": data.choosing,
+            "ood_reporting_classes": data.reporting,
+            "n_ood": len(data.ood_features),
+        },
+        "report": report,
+    }
+
+
+def _print_fit(post_hoc: dict[str, Any]) -> None:
+    report = post_hoc["report"]
+    t = report["temperature"]
+    print(
+        f"temperature {t['T']:.3f}: validation ECE {t['val_ece_before']:.4f} -> "
+        f"{t['val_ece_after']:.4f}"
+    )
+    print("descriptor transform (validation queries vs training part; SHREC'11 choosing half):")
+    for name, row in report["descriptor"]["candidates"].items():
+        mark = "*" if name == report["descriptor"]["chosen"] else " "
+        print(
+            f" {mark} {name:12s} strangers below 5th pct {row['stranger_share']:.3f}  "
+            f"val mAP {row['val_mAP']:.4f}  pair AUROC {row['val_pair_auroc']:.4f}"
+        )
+    print("novelty score (validation vs SHREC'11 choosing half):")
+    for name, row in sorted(report["novelty"]["candidates"].items(), key=lambda x: -x[1]["auroc"]):
+        mark = "*" if name == report["novelty"]["chosen"] else " "
+        print(
+            f" {mark} {name:22s} AUROC {row['auroc']:.4f}  flagged at the 95 % threshold "
+            f"{row['ood_flagged']:.3f}"
+        )
+
+
+def best_on_validation(checkpoints: Sequence[Path]) -> Path:
+    """The checkpoint whose chosen epoch scored best on validation (accuracy, then loss)."""
+
+    def key(path: Path) -> tuple[float, float]:
+        selection = read_checkpoint(path)["selection"]
+        print(f"{path}: validation {selection['val_acc']:.4f} (epoch {selection['epoch']})")
+        return (selection["val_acc"], -selection["val_loss"])
+
+    return max(checkpoints, key=key)
+
+
+def run_fit(checkpoint: Path, out: Path, keep: float, progress: bool) -> dict[str, Any]:
+    print(f"fitting on {checkpoint}")
+    state = read_checkpoint(checkpoint)
+    network = build_model(state)
+    data = load_fit_data(network, state, progress)
+    post_hoc = fit(network, data, keep)
+    _print_fit(post_hoc)
+    save_checkpoint({**state, "post_hoc": post_hoc}, out)
+    print(f"wrote {out}")
+    return post_hoc
+
+
+# --- The report on the shipped files (onnxruntime; no torch in the measured path) ----------
+
+
+def run_onnx(model: Path, maps: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    input_name = session.get_inputs()[0].name
+    for start in range(0, len(maps), batch_size):
+        batch = np.ascontiguousarray(maps[start : start + batch_size], np.float32)
+        for name, value in zip(names, session.run(names, {input_name: batch}), strict=True):
+            parts[name].append(np.asarray(value))
+    return {n: np.concatenate(v) for n, v in parts.items()}
+
+
+def report(model: Path, gallery: Path, out: Path | None, progress: bool) -> dict[str, Any]:
+    import onnx
+
+    from raymap.datasets import build_split
+
+    meta = {p.key: json.loads(p.value) for p in onnx.load(str(model)).metadata_props}
+    trust = meta["trust"]
+    bandwidth = int(meta["bandwidth"])
+    test = build_split("modelnet10", "test", bandwidth, "so3", seed=0, progress=progress)
+    outputs = run_onnx(model, test.maps)
+    probabilities, descriptors = outputs["probabilities"], outputs["descriptor"]
+    novelty = outputs["novelty"].reshape(-1)
+    labels = np.asarray(test.labels)
+    temperature = float(trust["temperature"])
+    raw = np.exp(temperature * np.log(np.maximum(probabilities, 1e-30)))
+    raw /= raw.sum(axis=1, keepdims=True)  # softmax(logits): the probabilities before T
+    ood_parts = [
+        build_split(OOD_DATASET, split, bandwidth, "so3", seed=0, progress=progress)
+        for split in ("train", "test")
+    ]
+    reporting = set(trust["ood_reporting_classes"])
+    ood_maps = np.concatenate(
+        [
+            p.maps[np.array([p.class_names[int(y)] in reporting for y in p.labels])]
+            for p in ood_parts
+        ]
+    )
+    ood = run_onnx(model, ood_maps)
+    ood_novelty = ood["novelty"].reshape(-1)
+    threshold = float(meta["novelty_threshold"])
+    store = np.load(gallery)
+    ids = [str(x) for x in store["ids"]]
+    gallery_d = np.asarray(store["descriptors"], np.float64)
+    similarity = descriptors.astype(np.float64) @ gallery_d.T
+    position = {name: i for i, name in enumerate(ids)}
+    for row, name in enumerate(test.names):
+        if name in position:
+            similarity[row, position[name]] = -np.inf  # the query itself
+    inside = similarity.max(axis=1)
+    strangers = best_match(ood["descriptor"].astype(np.float64), gallery_d)
+    predictions = probabilities.argmax(1)
+    figures = {
+        "model": str(model),
+        "gallery": str(gallery),
+        "n_test": len(labels),
+        "n_ood_reporting": len(ood_maps),
+        "accuracy": float(np.mean(predictions == labels)),
+        "temperature": temperature,
+        "ece_before": expected_calibration_error(raw, labels, BINS),
+        "ece_after": expected_calibration_error(probabilities, labels, BINS),
+        "mean_confidence_before": float(raw.max(1).mean()),
+        "mean_confidence_after": float(probabilities.max(1).mean()),
+        "novelty_score": trust["novelty_score"],
+        "novelty_threshold": threshold,
+        "novelty_auroc": auroc(novelty, ood_novelty),
+        "test_known": float(np.mean(novelty <= threshold)),
+        "ood_not_known": float(np.mean(ood_novelty > threshold)),
+        "msp_auroc": auroc(-probabilities.max(1), -ood["probabilities"].max(1)),
+        "best_match_test_p05": float(np.quantile(inside, 0.05)),
+        "best_match_test_median": float(np.median(inside)),
+        "best_match_ood_median": float(np.median(strangers)),
+        "ood_best_match_below_test_p05": stranger_share(inside, strangers),
+        "pair_auroc": pair_auroc(descriptors.astype(np.float64), labels),
+        "retrieval": retrieval_metrics(descriptors.astype(np.float64), labels, predictions),
+    }
+    if out is not None:
+        from model.plots import plot_reliability
+
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "trust.json").write_text(json.dumps(figures, indent=1))
+        plot_reliability(
+            {"before (T = 1)": raw, f"after (T = {temperature:.2f})": probabilities},
+            labels,
+            BINS,
+            out / "reliability-so3-so3.png",
+        )
+    return figures
+
+
+def _print_report(f: dict[str, Any]) -> None:
+    print(f"ModelNet10 test SO3 ({f['n_test']}), SHREC'11 reporting half ({f['n_ood_reporting']})")
+    print(f"accuracy                         {f['accuracy']:.4f}")
+    print(
+        f"ECE (15 bins)                    {f['ece_before']:.4f} -> {f['ece_after']:.4f} "
+        f"(T = {f['temperature']:.3f}; mean confidence {f['mean_confidence_before']:.3f} -> "
+        f"{f['mean_confidence_after']:.3f})"
+    )
+    print(f"novelty ({f['novelty_score']}) AUROC   {f['novelty_auroc']:.4f}")
+    print(f"  (max probability AUROC          {f['msp_auroc']:.4f})")
+    print(f"test known at threshold          {f['test_known']:.4f}")
+    print(f"SHREC reporting half not known   {f['ood_not_known']:.4f}")
+    print(
+        f"SHREC best match below test p05  {f['ood_best_match_below_test_p05']:.4f} "
+        f"(test p05 {f['best_match_test_p05']:.4f}, medians test "
+        f"{f['best_match_test_median']:.4f} / SHREC {f['best_match_ood_median']:.4f})"
+    )
+    print(f"pair AUROC (test)                {f['pair_auroc']:.4f}")
+    print(f"mAP (test)                       {f['retrieval']['mAP']:.4f}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model.trust", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    fit_parser = commands.add_parser(
+        "fit", help="fit on validation (the checkpoint best on validation, of those given)"
+    )
+    fit_parser.add_argument("checkpoints", type=Path, nargs="+")
+    fit_parser.add_argument("--out", type=Path, required=True)
+    fit_parser.add_argument("--keep", type=float, default=KEEP)
+    report_parser = commands.add_parser("report", help="the test-split figures of the export")
+    report_parser.add_argument("--model", type=Path, default=Path("models/model.onnx"))
+    report_parser.add_argument("--gallery", type=Path, default=Path("models/gallery.npz"))
+    report_parser.add_argument("--out", type=Path, default=None)
+    for sub in (fit_parser, report_parser):
+        sub.add_argument("--threads", type=int, default=1)
+        sub.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.command == "fit":
+        run_fit(best_on_validation(args.checkpoints), args.out, args.keep, args.progress)
+    else:
+        _print_report(report(args.model, args.gallery, args.out, args.progress))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

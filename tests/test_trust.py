@@ -1,0 +1,148 @@
+"""Post-hoc trust: temperature, metrics, the fit's choices and their export into the graph."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from export import onnx as export_onnx
+from model.checkpoint import model_artifact, save_checkpoint
+from model.metrics import auroc, expected_calibration_error, pair_auroc
+from model.net import SphericalCNN, preset_config
+from model.train import TrainConfig
+from model.trust import FitData, TrustedModel, fit, fit_temperature, shrec_halves
+
+
+def test_temperature_recovers_the_scale_of_overconfident_logits() -> None:
+    generator = torch.Generator().manual_seed(0)
+    true_logits = 2.0 * torch.randn(4000, 5, generator=generator)
+    labels = torch.multinomial(torch.softmax(true_logits, 1), 1, generator=generator)[:, 0]
+    assert fit_temperature(3.0 * true_logits, labels) == pytest.approx(3.0, rel=0.08)
+    assert fit_temperature(0.5 * true_logits, labels) == pytest.approx(0.5, rel=0.08)
+
+
+def test_ece_and_auroc_on_known_cases() -> None:
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.5, 1.0, 20000)
+    labels = (rng.uniform(size=20000) < confidence).astype(int)  # calibrated by construction
+    probabilities = np.stack([1 - confidence, confidence], axis=1)
+    assert expected_calibration_error(probabilities, 1 - labels) > 0.5
+    assert expected_calibration_error(probabilities, labels) < 0.01
+    assert auroc(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == 1.0
+    assert auroc(np.array([1.0, 1.0]), np.array([1.0])) == 0.5
+    assert auroc(rng.normal(size=3000), rng.normal(size=3000)) == pytest.approx(0.5, abs=0.03)
+    clusters = np.repeat(np.eye(3), 4, axis=0) + 0.01 * rng.normal(size=(12, 3))
+    clusters /= np.linalg.norm(clusters, axis=1, keepdims=True)
+    assert pair_auroc(clusters, np.repeat(np.arange(3), 4)) == 1.0
+
+
+def test_shrec_halves_are_disjoint_and_fixed() -> None:
+    names = [f"class{i:02d}" for i in range(30)]
+    choosing, reporting = shrec_halves(names)
+    assert len(choosing) == len(reporting) == 15 and not set(choosing) & set(reporting)
+    assert (choosing, reporting) == shrec_halves(list(reversed(names)))
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[SphericalCNN, dict[str, object], FitData]:
+    """Synthetic features: three classes around their own centres; strangers in between."""
+    torch.manual_seed(0)
+    network = SphericalCNN(preset_config("small", n_classes=3)).eval()
+    d = network.config.descriptor_size
+    generator = torch.Generator().manual_seed(1)
+    centres = 3.0 * torch.rand(3, d, generator=generator, dtype=torch.float64)
+    with torch.no_grad():  # a classifier that knows the centres
+        network.classifier.weight.copy_(centres.float())
+        network.classifier.bias.copy_(-0.5 * (centres**2).sum(1).float())
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.randint(0, 3, (n,), generator=generator)
+        noise = 0.3 * torch.randn(n, d, generator=generator, dtype=torch.float64)
+        return centres[labels] + noise, labels
+
+    train, train_labels = draw(600)
+    val, val_labels = draw(400)
+    strangers = centres.mean(0) + 0.3 * torch.randn(200, d, generator=generator).double()
+    data = FitData(
+        train_features=train,
+        bank_features=train[:200],
+        train_labels=train_labels,
+        val_features=val,
+        val_labels=val_labels,
+        val_first=np.ones(400, dtype=bool),
+        ood_features=strangers,
+        class_names=["a", "b", "c"],
+        choosing=["x"],
+        reporting=["y"],
+    )
+    post_hoc = fit(network, data, keep=0.9)
+    return network.float(), post_hoc, data
+
+
+def test_fit_threshold_keeps_the_asked_share_and_flags_strangers(
+    fitted: tuple[SphericalCNN, dict[str, object], FitData],
+) -> None:
+    network, post_hoc, data = fitted
+    model = TrustedModel(network, post_hoc).double()
+    with torch.no_grad():
+        _, _, inside = model.head(data.val_features)
+        _, _, outside = model.head(data.ood_features)
+    threshold = post_hoc["novelty"]["threshold"]  # type: ignore[index]
+    assert float((inside <= threshold).double().mean()) == pytest.approx(0.9, abs=0.01)
+    assert float((outside > threshold).double().mean()) > 0.9
+    report = post_hoc["report"]  # type: ignore[index]
+    chosen = report["novelty"]["chosen"]
+    assert report["novelty"]["candidates"][chosen]["auroc"] == max(
+        row["auroc"] for row in report["novelty"]["candidates"].values()
+    )
+
+
+def test_export_bakes_the_fit_into_the_graph(
+    fitted: tuple[SphericalCNN, dict[str, object], FitData], tmp_path: Path
+) -> None:
+    network, post_hoc, _ = fitted
+    rng = np.random.default_rng(0)
+    d = network.config.descriptor_size
+    every = {
+        **post_hoc,
+        "temperature": 2.5,
+        "novelty": {
+            **post_hoc["novelty"],  # type: ignore[dict-item]
+            "components": ["msp", "max_logit", "energy", "mahalanobis", "knn"],
+            "loc": [0.1, 0.2, 0.3, 0.4, 0.5],
+            "scale": [1.0, 2.0, 3.0, 4.0, 5.0],
+            "projection": rng.normal(size=(d, d)),
+            "class_means": rng.normal(size=(3, d)),
+            "bank": rng.normal(size=(20, d)),
+        },
+    }
+    config = TrainConfig(architecture="small", bandwidth=16)
+    checkpoint = tmp_path / "checkpoint.pt"
+    save_checkpoint(
+        {**model_artifact(network, ["a", "b", "c"], config), "post_hoc": every}, checkpoint
+    )
+    out = tmp_path / "model.onnx"
+    assert export_onnx.main([str(checkpoint), "--out", str(out), "--check-batches", "1,5"]) == 0
+    model = onnx.load(str(out))
+    metadata = {p.key: json.loads(p.value) for p in model.metadata_props}
+    assert metadata["trust"]["temperature"] == 2.5
+    assert metadata["novelty_threshold"] == post_hoc["novelty"]["threshold"]  # type: ignore[index]
+    maps = rng.standard_normal((4, 6, 32, 32)).astype(np.float32)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    probabilities, descriptor, novelty = session.run(list(export_onnx.OUTPUT_NAMES), {"maps": maps})
+    with torch.no_grad():
+        expected = TrustedModel(network, every)(torch.from_numpy(maps))
+    np.testing.assert_allclose(probabilities, expected[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(descriptor, expected[1].numpy(), atol=1e-5)
+    assert novelty.shape == (4, 1)
+    np.testing.assert_allclose(novelty[:, 0], expected[2].numpy(), rtol=1e-4)
+    # The temperature is in the graph: not the plain softmax of the network.
+    with torch.no_grad():
+        plain = torch.softmax(network(torch.from_numpy(maps))[0], 1).numpy()
+    assert np.abs(probabilities - plain).max() > 1e-3
