@@ -31,6 +31,7 @@ SHREC'11's 30 classes are split into a choosing and a reporting half by :func:`s
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
@@ -320,7 +321,7 @@ def _outputs(
 
 def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, Any]:
     """The post-hoc entry of a checkpoint, with the measurements behind each choice."""
-    network = network.double().eval()
+    network = copy.deepcopy(network).double().eval()  # the caller's network stays as it is
     report: dict[str, Any] = {}
     with torch.no_grad():
         val_logits = network.classifier(data.val_features)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -82,14 +83,14 @@ def fitted() -> tuple[SphericalCNN, dict[str, object], FitData]:
         reporting=["y"],
     )
     post_hoc = fit(network, data, keep=0.9)
-    return network.float(), post_hoc, data
+    return network, post_hoc, data
 
 
 def test_fit_threshold_keeps_the_asked_share_and_flags_strangers(
     fitted: tuple[SphericalCNN, dict[str, object], FitData],
 ) -> None:
     network, post_hoc, data = fitted
-    model = TrustedModel(network, post_hoc).double()
+    model = TrustedModel(copy.deepcopy(network), post_hoc).double()  # the fixture stays float
     with torch.no_grad():
         _, _, inside = model.head(data.val_features)
         _, _, outside = model.head(data.ood_features)
