@@ -17,7 +17,11 @@ $(VENV)/.installed-$(ORT): pyproject.toml
 
 setup: $(VENV)/.installed-$(ORT)
 
-test: setup
+# axe-core for the browser test's accessibility check, at the version the lock file pins.
+tests/browser/node_modules/.package-lock.json: tests/browser/package-lock.json
+	npm ci --prefix tests/browser --ignore-scripts --no-audit --no-fund
+
+test: setup tests/browser/node_modules/.package-lock.json
 	$(PY) -m pytest -q
 
 lint: setup

@@ -76,7 +76,7 @@ def main() -> int:
     with ThreadPoolExecutor(args.jobs) as pool:
         outs = list(pool.map(lambda run: train(args, *run, folder), runs))
 
-    from model.checkpoint import best_path, read_checkpoint
+    from model.checkpoint import best_path, checkpoint_path, read_checkpoint
     from model.evaluate import evaluate_protocol
 
     rows: dict[str, list[tuple[float, float, float]]] = {"finetuned": [], "scratch": []}
@@ -84,13 +84,13 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for (mode, seed), out in zip(runs, outs, strict=True):
         result, _, _ = evaluate_protocol(best_path(out), "so3")
-        state = read_checkpoint(best_path(out))
-        history = state["history"]
+        chosen = read_checkpoint(best_path(out))["selection"]["epoch"]
+        history = read_checkpoint(checkpoint_path(out))["history"]  # the whole run
         wall = float(history[-1]["train_seconds"])
         cpu = float(sum(h["epoch_cpu_seconds"] for h in history))
         rows[mode].append((float(result["accuracy"]), wall, cpu))  # type: ignore[arg-type]
         print(
-            f"| {mode} | {seed} | {len(history)} | {state['selection']['epoch']} | "
+            f"| {mode} | {seed} | {len(history)} | {chosen} | "
             f"{result['accuracy']:.4f} | {wall:.0f} | {cpu:.0f} |"
         )
         (out / "evaluation.json").write_text(json.dumps(result, indent=1))

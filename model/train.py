@@ -62,7 +62,7 @@ class TrainConfig:
     # raymap.datasets.sources); its validation split, when it has one, replaces val_fraction.
     data: str | None = None
     # Fine-tune: the pretrained layers of this checkpoint, a new classifier head; the
-    # architecture and bandwidth are the checkpoint's.
+    # architecture and bandwidth are the checkpoint's (``bandwidth`` is replaced by its).
     init_from: str | None = None
     freeze_epochs: int = 0  # epochs training only the new head (with init_from)
     amp: bool = True  # bfloat16 autocast on CUDA (no effect on the CPU)
@@ -186,11 +186,8 @@ def train(config: TrainConfig) -> Path:
     np.random.seed(config.seed)
 
     source = read_checkpoint(config.init_from) if config.init_from else None
-    if source is not None and source["model_config"]["bandwidth"] != config.bandwidth:
-        raise SystemExit(
-            f"{config.init_from} works on maps of bandwidth {source['model_config']['bandwidth']};"
-            f" set --bandwidth={source['model_config']['bandwidth']}"
-        )
+    if source is not None:  # the maps are made at the source network's bandwidth
+        config = dataclasses.replace(config, bandwidth=int(source["model_config"]["bandwidth"]))
     train_set, val_set, test_set = load_data(config, progress=config.progress and group.is_main)
     say(f"{len(train_set)} training, {len(val_set)} validation, {len(test_set)} test maps")
     n_classes = len(train_set.class_names)
