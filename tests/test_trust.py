@@ -137,13 +137,15 @@ def test_export_bakes_the_fit_into_the_graph(
     maps = rng.standard_normal((4, 6, 32, 32)).astype(np.float32)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     probabilities, descriptor, novelty = session.run(list(export_onnx.OUTPUT_NAMES), {"maps": maps})
+    # A float32 copy: the module-scoped fixture network is shared by the tests of this file.
+    reference = copy.deepcopy(network).float().eval()
     with torch.no_grad():
-        expected = TrustedModel(network, every)(torch.from_numpy(maps))
+        expected = TrustedModel(reference, every)(torch.from_numpy(maps))
     np.testing.assert_allclose(probabilities, expected[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(descriptor, expected[1].numpy(), atol=1e-5)
     assert novelty.shape == (4, 1)
     np.testing.assert_allclose(novelty[:, 0], expected[2].numpy(), rtol=1e-4)
     # The temperature is in the graph: not the plain softmax of the network.
     with torch.no_grad():
-        plain = torch.softmax(network(torch.from_numpy(maps))[0], 1).numpy()
+        plain = torch.softmax(reference(torch.from_numpy(maps))[0], 1).numpy()
     assert np.abs(probabilities - plain).max() > 1e-3
