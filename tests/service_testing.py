@@ -24,6 +24,7 @@ import httpx
 import numpy as np
 import trimesh
 
+from raymap.datasets.rotations import uniform_rotation
 from raymap.mesh import load_mesh
 
 if TYPE_CHECKING:
@@ -142,15 +143,8 @@ def rotated_off(path: Path, rotation: np.ndarray) -> bytes:
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
-    q = rng.standard_normal(4)
-    w, x, y, z = q / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
+    """Uniform on SO(3): the dataset builder's own rotations."""
+    return uniform_rotation(rng)
 
 
 def malformed_files() -> dict[str, bytes]:
