@@ -43,7 +43,11 @@ def train(args: argparse.Namespace, mode: str, seed: int, folder: Path) -> Path:
     if mode == "finetuned":
         settings += [f"--init_from={args.source}", f"--epochs={args.finetune_epochs}"]
     else:
-        settings += [f"--architecture={args.architecture}", f"--epochs={args.epochs}"]
+        settings += [
+            "--init_from=none",
+            f"--architecture={args.architecture}",
+            f"--epochs={args.epochs}",
+        ]
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "train.log", "a") as log:
         subprocess.run(

@@ -15,11 +15,14 @@ learning-rate schedule follows the new count).
 cached training and test maps (one build serves every ``seed``).
 
 ``--data=DIR`` trains on a folder of class folders (``raymap.datasets.sources``) instead of a
-named ``dataset``; ``--init_from=CHECKPOINT`` fine-tunes: that model's layers, a new classifier
-head (``model.finetune``). ``torchrun --nproc-per-node=N -m model.train ...`` trains on N
-processes with the same global batch (``model.distributed``); only rank 0 evaluates and writes,
-and a checkpoint resumes on any number of processes. Each checkpoint carries its ``recipe``
-(settings, data, source model, processes, device), which export copies into the ONNX metadata.
+named ``dataset``, fine-tuned by default from the shipped ModelNet10 checkpoint
+(``models/modelnet10.pt``): its layers, a new classifier head (``model.finetune``).
+``--init_from=CHECKPOINT`` fine-tunes from another checkpoint, ``--init_from=none`` trains from
+scratch (the default for a named dataset). ``torchrun --nproc-per-node=N -m model.train ...``
+trains on N processes with the same global batch (``model.distributed``); only rank 0
+evaluates and writes, and a checkpoint resumes on any number of processes. Each checkpoint
+carries its ``recipe`` (settings, data, source model, processes, device), which export copies
+into the ONNX metadata.
 """
 
 from __future__ import annotations
@@ -51,7 +54,13 @@ from model.checkpoint import (
 )
 from model.config import apply_overrides
 from model.data import MapSet, batches, dataset_of, load_maps, split_validation, subset
-from model.finetune import finetune_config, load_pretrained, pretrained_parameters, source_summary
+from model.finetune import (
+    finetune_config,
+    load_pretrained,
+    pretrained_parameters,
+    resolve_source,
+    source_summary,
+)
 from model.net import SphericalCNN, describe, preset_config
 
 
@@ -63,7 +72,9 @@ class TrainConfig:
     data: str | None = None
     # Fine-tune: the pretrained layers of this checkpoint, a new classifier head; the
     # architecture and bandwidth are the checkpoint's (``bandwidth`` is replaced by its).
-    init_from: str | None = None
+    # auto: the shipped ModelNet10 checkpoint for a folder dataset (``data``), from scratch for
+    # a named one; none: from scratch (model.finetune.resolve_source).
+    init_from: str | None = "auto"
     freeze_epochs: int = 0  # epochs training only the new head (with init_from)
     amp: bool = True  # bfloat16 autocast on CUDA (no effect on the CPU)
     architecture: str = "paper"  # a key of model.net.PRESETS
@@ -185,6 +196,7 @@ def train(config: TrainConfig) -> Path:
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
 
+    config = dataclasses.replace(config, init_from=resolve_source(config.init_from, config.data))
     source = read_checkpoint(config.init_from) if config.init_from else None
     if source is not None:  # the maps are made at the source network's bandwidth
         config = dataclasses.replace(config, bandwidth=int(source["model_config"]["bandwidth"]))
@@ -390,7 +402,7 @@ def make_recipe(
     return {
         "command": "python -m model.train "
         + " ".join(
-            f"--{k}={v}"
+            f"--{k}={'none' if v is None else v}"
             for k, v in dataclasses.asdict(config).items()
             if v != getattr(TrainConfig, k, None) and k != "progress"
         ),

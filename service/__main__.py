@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 # Before numpy loads: BLAS thread pools in every request thread fight each other and the
 # model's own threads (a 5k-item gallery search took 16 ms with OpenBLAS threads on a busy
@@ -20,9 +21,10 @@ import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
 from service.app import create_app  # noqa: E402
+from service.http import NoDelayH11Protocol  # noqa: E402
 from service.logs import configure_logging  # noqa: E402
 from service.runtime import _workers  # noqa: E402
-from service.settings import get_settings  # noqa: E402
+from service.settings import Settings, get_settings  # noqa: E402
 
 
 def app_factory() -> FastAPI:
@@ -30,6 +32,21 @@ def app_factory() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     return create_app(settings)
+
+
+def server_options(settings: Settings, workers: int) -> dict[str, Any]:
+    """uvicorn's settings: N > 1 workers build the app in their own process (the factory)."""
+    return {
+        "app": "service.__main__:app_factory" if workers > 1 else create_app(settings),
+        "factory": workers > 1,
+        "workers": workers,
+        "host": settings.host,
+        "port": settings.port,
+        "http": NoDelayH11Protocol,  # TCP_NODELAY on the workers' connections too
+        "log_config": None,  # keep the structured logging configured above
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
 
 
 def main() -> int:
@@ -42,17 +59,7 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    workers = _workers(dict(os.environ))
-    uvicorn.run(
-        "service.__main__:app_factory" if workers > 1 else create_app(settings),
-        factory=workers > 1,
-        workers=workers,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,  # keep the structured logging configured above
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.run(**server_options(settings, _workers(dict(os.environ))))
     return 0
 
 

@@ -1,5 +1,5 @@
 """Training from a folder: 2 gloo processes agree with 1, a run resumes on another number of
-processes, and fine-tuning keeps the pretrained layers under a new head.
+processes, and fine-tuning (a folder's default) keeps the pretrained layers under a new head.
 
 The small SHREC'11 job (the archive's folder read as a folder dataset, 3 meshes per class,
 b = 16, the small network, dropout 0) runs under ``torchrun`` as a user would.
@@ -16,6 +16,7 @@ epoch and 15 % (6 %) after two.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -25,7 +26,7 @@ import pytest
 import torch
 
 from model.checkpoint import checkpoint_path, read_checkpoint
-from model.finetune import HEAD
+from model.finetune import HEAD, resolve_source
 from model.net import ModelConfig, SphericalCNN
 from raymap.datasets import dataset_root, default_data_dir
 
@@ -55,17 +56,18 @@ def settings(shrec: Path, out: Path, **overrides: object) -> list[str]:
         "threads": 1,
         "progress": "false",
         "out": out,
+        "init_from": "none",  # from scratch unless a test fine-tunes
         **overrides,
     }
     return [f"--{key}={value}" for key, value in values.items()]
 
 
-def run(processes: int, args: list[str]) -> str:
+def run(processes: int, args: list[str], cwd: Path = REPO) -> str:
     launcher = ["-m", "torch.distributed.run", f"--nproc-per-node={processes}"]
     command = [sys.executable, *(launcher if processes > 1 else []), "-m", "model.train", *args]
     done = subprocess.run(
         command,
-        cwd=REPO,
+        cwd=cwd,
         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
@@ -134,14 +136,17 @@ def test_fine_tuning_keeps_the_pretrained_layers_under_a_new_head(
     subset.mkdir()
     for folder in sorted(shrec.iterdir())[:5]:
         (subset / folder.name).symlink_to(folder)
+    # Fine-tuning is the default for a folder: from models/modelnet10.pt of the working directory.
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    (project / "models" / "modelnet10.pt").symlink_to(checkpoint_path(source))
     tuned = tmp_path / "tuned"
     log = run(
         1,
-        settings(
-            subset, tuned, init_from=checkpoint_path(source), freeze_epochs=1, architecture="paper"
-        ),
+        settings(subset, tuned, init_from="auto", freeze_epochs=1, architecture="paper"),
+        cwd=project,
     )
-    assert "pretrained tensors" in log
+    assert "pretrained tensors from models/modelnet10.pt" in log
     state = read_checkpoint(checkpoint_path(tuned))
     assert state["model_config"]["n_classes"] == 5 and len(state["class_names"]) == 5
     assert state["model_config"]["branch_layers"] == pretrained["model_config"]["branch_layers"]
@@ -151,6 +156,22 @@ def test_fine_tuning_keeps_the_pretrained_layers_under_a_new_head(
         elif "running" not in key and "num_batches" not in key:  # frozen: unchanged
             torch.testing.assert_close(state["weights"][key], value, rtol=0, atol=0, msg=key)
     recipe = state["recipe"]
-    assert recipe["fine_tuned_from"]["path"] == str(checkpoint_path(source))
+    assert recipe["fine_tuned_from"]["path"] == "models/modelnet10.pt"
+    assert (
+        recipe["fine_tuned_from"]["sha256"]
+        == hashlib.sha256(checkpoint_path(source).read_bytes()).hexdigest()
+    )
     assert recipe["data"]["class_names"] == state["class_names"]
-    assert recipe["processes"] == 1 and "--init_from=" in recipe["command"]
+    assert recipe["processes"] == 1 and "--init_from=models/modelnet10.pt" in recipe["command"]
+
+
+def test_what_a_run_starts_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert resolve_source("auto", None) is None  # a named dataset: from scratch
+    assert resolve_source("none", "shapes") is None and resolve_source(None, "shapes") is None
+    assert resolve_source("runs/a/best.pt", "shapes") == "runs/a/best.pt"
+    with pytest.raises(FileNotFoundError, match="--init_from=none"):
+        resolve_source("auto", "shapes")  # no shipped checkpoint here: said, never scratch silently
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "modelnet10.pt").write_bytes(b"")
+    assert resolve_source("auto", "shapes") == "models/modelnet10.pt"

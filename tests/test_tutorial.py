@@ -42,6 +42,7 @@ def fine_tune_source(tmp_path: Path) -> Path:
             "-m",
             "model.train",
             f"--data={REPO / 'tests' / 'fixtures' / 'modelnet10_mini'}",
+            "--init_from=none",
             "--epochs=1",
             "--val_fraction=0",
             "--batch_size=4",
@@ -98,8 +99,8 @@ def test_the_readme_tutorial_runs_as_written(tmp_path: Path) -> None:
     assert len(rows) == 120 and all(row["error"] == "" for row in rows)
     assert {row["label"] for row in rows} <= {p.name for p in (work / "data" / "shrec11").iterdir()}
     card = (run / "MODEL_CARD.md").read_text()
-    assert "Trained from scratch" in card and "alien" in card
-    tuned = work / "runs" / "shrec11-finetuned"
-    assert (tuned / "evaluation" / "confusion-so3-so3.png").is_file()
-    assert read_checkpoint(tuned / "best.pt")["recipe"]["fine_tuned_from"] is not None
+    assert "Fine-tuned from `models/modelnet10.pt`" in card and "alien" in card
+    scratch = work / "runs" / "shrec11-scratch"
+    assert (scratch / "evaluation" / "confusion-so3-so3.png").is_file()
+    assert read_checkpoint(scratch / "best.pt")["recipe"]["fine_tuned_from"] is None
     shutil.rmtree(work / "data")
