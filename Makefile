@@ -51,7 +51,7 @@ data: setup
 SEEDS ?= 0 1 2
 RECIPE := --architecture=small --bandwidth=16 --label_smoothing=0.1 --weight_decay=1e-4 --average=ema --threads=1
 train: data
-	for s in $(SEEDS); do $(CLI) train $(RECIPE) --train_copies=5 --epochs=8 --seed=$$s --out=runs/so3-s$$s || exit 1; done
+	for s in $(SEEDS); do $(CLI) train $(RECIPE) --train_copies=5 --epochs=12 --seed=$$s --out=runs/so3-s$$s || exit 1; done
 	for s in $(SEEDS); do $(CLI) train $(RECIPE) --train_rotation=z --test_rotation=z --epochs=12 --seed=$$s --out=runs/z-s$$s || exit 1; done
 
 # Mean and std over the seeds (docs/results/results.md).
