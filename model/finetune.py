@@ -21,7 +21,8 @@ HEAD = "classifier."
 
 # What a folder dataset fine-tunes from unless told otherwise (``--init_from=auto``): the shipped
 # ModelNet10 checkpoint, relative to the working directory (the repository root). On SHREC'11 it
-# reaches the accuracy of training from scratch in half the time (README, bench/finetune_shrec.py).
+# is 10 points more accurate than training from scratch in the same time (README,
+# bench/finetune_shrec.py).
 SHIPPED_SOURCE = Path("models") / "modelnet10.pt"
 
 
