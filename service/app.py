@@ -19,6 +19,7 @@ from service.errors import INTERNAL
 from service.handlers import install_error_handlers
 from service.middleware import RequestMiddleware
 from service.routes import ROUTERS
+from service.routes.deps import keep_uploads_in_memory
 from service.schemas import ErrorResponse
 from service.settings import Settings, get_settings
 from service.state import RuntimeFactory, ServiceState, load_runtime
@@ -47,6 +48,7 @@ def create_app(
         responses={INTERNAL.status: {"model": ErrorResponse, "description": INTERNAL.description}},
     )
     app.state.service = state
+    keep_uploads_in_memory(settings.max_upload_bytes)
     install_error_handlers(app, settings.retry_after_s, state.metrics)
     app.add_middleware(RequestMiddleware, settings=settings, metrics=state.metrics)
     for router in ROUTERS:

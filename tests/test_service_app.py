@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -155,6 +156,28 @@ def test_unknown_formats_are_415(client: TestClient, name: str) -> None:
     if name:
         assert response.status_code == 415
         assert response.json()["kind"] == "unsupported_format"
+
+
+def test_a_large_upload_is_parsed_in_memory(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A multi-megabyte upload is classified without going through a temporary file."""
+    rollovers: list[int] = []
+    real_rollover = tempfile.SpooledTemporaryFile.rollover
+
+    def recorded_rollover(self: tempfile.SpooledTemporaryFile[bytes]) -> None:
+        rollovers.append(1)
+        real_rollover(self)
+
+    monkeypatch.setattr(tempfile.SpooledTemporaryFile, "rollover", recorded_rollover)
+    padded = mesh_bytes("off") + b"# " + b"x" * (3 * 1024 * 1024) + b"\n"  # a 3 MiB comment
+    response = client.post("/classify", files=upload("chair.off", padded))
+    assert response.status_code == 200, response.text
+    assert (
+        response.json()["label"]
+        == client.post("/classify", files=upload("chair.off", mesh_bytes("off"))).json()["label"]
+    )
+    assert rollovers == []
 
 
 def test_missing_file_is_422(client: TestClient) -> None:
