@@ -48,7 +48,8 @@ def normalize(vertices: np.ndarray, faces: np.ndarray) -> NormalizedMesh:
         raise MeshError("every face of the mesh has zero area")
     center = (twice_area @ corners.sums()) / (3.0 * total)  # (3,)
     centered = vertices - center
-    scale = float(np.sqrt((centered * centered).sum(axis=1).max()))
+    x, y, z = np.ascontiguousarray(centered.T)  # (V,) each: faster than a sum over axis 1
+    scale = float(np.sqrt((x * x + y * y + z * z).max()))
     if not scale > 0:
         raise MeshError("the mesh has zero extent")
     return NormalizedMesh(

@@ -36,6 +36,8 @@ _ALL_BITS = np.uint64(0xFFFFFFFFFFFFFFFF)
 _LOW_BYTES = np.uint64(0x000000FF000000FF)
 _TIMES_100_AND_1E6 = np.uint64(100 + (1_000_000 << 32))
 _TIMES_1_AND_1E4 = np.uint64(1 + (10_000 << 32))
+# _KEEP_LAST_BYTES[n]: the bits of a word's last n bytes (the highest, little-endian)
+_KEEP_LAST_BYTES = np.array([(1 << 64) - (1 << (64 - 8 * n)) for n in range(_WORD + 1)], np.uint64)
 _POW10_INT = 10 ** np.arange(_MAX_BODY + 1, dtype=np.uint64)  # (17,)
 _POW10_FLOAT = 10.0 ** np.arange(_MAX_BODY + 1)  # (17,) exact doubles up to 1e22
 _NUMBER_BYTES = b"0123456789.-+eE"
@@ -72,10 +74,12 @@ def _piece_end(text: bytes, at: int) -> int:
 
 def _parse_piece(piece: bytes) -> np.ndarray | None:
     """:func:`parse_numbers` of a piece of text that holds whole tokens."""
-    chars = np.frombuffer(_PAD + piece + b" ", dtype=np.uint8)
-    space = np.frombuffer((_PAD + piece + b" ").translate(_IS_WHITESPACE), dtype=np.bool_)
-    edges = np.flatnonzero(space[1:] != space[:-1]) + 1  # token starts and ends, alternately
-    starts, ends = edges[0::2], edges[1::2]  # (T,) each; ends exclusive
+    padded = _PAD + piece + b" "
+    chars = np.frombuffer(padded, dtype=np.uint8)
+    space = np.frombuffer(padded.translate(_IS_WHITESPACE), dtype=np.bool_)
+    inside = ~space
+    starts = np.flatnonzero(space[:-1] & inside[1:]) + 1  # (T,)
+    ends = np.flatnonzero(inside[:-1] & space[1:]) + 1  # (T,) exclusive
     negative = chars[starts] == ord("-")  # (T,)
     body = ends - starts - negative  # (T,) bytes of digits and dot
     words = np.ndarray((chars.size - _WORD + 1,), dtype="<u8", buffer=chars, strides=(1,))
@@ -84,16 +88,16 @@ def _parse_piece(piece: bytes) -> np.ndarray | None:
     if long.size:
         high = _TokenDigits.of_words(words.take(ends[long] - 2 * _WORD), body[long] - _WORD)
         digits.prepend(long, high)
-    has_dot = digits.dots > 0
-    fast = digits.valid & (digits.dots <= 1) & (body <= _MAX_BODY)
+    dots = np.bitwise_count(digits.dot_flags)  # (T,) in the low word
+    dots[long] += np.bitwise_count(digits.high_dot_flags)
+    has_dot = dots != 0
+    fast = digits.valid & (dots <= 1) & (body <= _MAX_BODY)
     fast &= (body - has_dot >= 1) & (body - has_dot <= _MAX_DIGITS)
-    mantissa = digits.number
-    scale = np.zeros(len(body), dtype=np.intp)
+    values = digits.number.astype(np.float64)
     dotted = np.flatnonzero(has_dot & fast)
     if dotted.size:
-        scale[dotted] = digits.after_dot[dotted]
-        mantissa[dotted] = _drop_dot_digit(mantissa[dotted], scale[dotted])
-    values = mantissa.astype(np.float64) / _POW10_FLOAT[scale]
+        after_dot = digits.digits_after_dot(dotted)
+        values[dotted] = _drop_dot_digit(digits.number[dotted], after_dot) / _POW10_FLOAT[after_dot]
     np.negative(values, out=values, where=negative)
     if not fast.all():
         slow = np.flatnonzero(~fast)
@@ -107,40 +111,43 @@ def _parse_piece(piece: bytes) -> np.ndarray | None:
 class _TokenDigits:
     """The last digits of each token read as one integer, its dot counted as a ``'0'``."""
 
-    def __init__(
-        self, number: np.ndarray, valid: np.ndarray, dots: np.ndarray, after_dot: np.ndarray
-    ) -> None:
+    def __init__(self, number: np.ndarray, valid: np.ndarray, dot_flags: np.ndarray) -> None:
         self.number = number  # (T,) uint64
         self.valid = valid  # (T,) bool: only digits and dots, once the sign was masked
-        self.dots = dots  # (T,) uint8: how many
-        self.after_dot = after_dot  # (T,) intp: digits after the (last) dot, if any
+        self.dot_flags = dot_flags  # (T,) uint64: bit 8j + 7 where byte j is a dot
+        self.high_rows = np.zeros(0, dtype=np.intp)  # rows with a high word, and its flags:
+        self.high_dot_flags = np.zeros(0, dtype=np.uint64)
 
     @classmethod
     def of_words(cls, words: np.ndarray, inside: np.ndarray) -> _TokenDigits:
         """``words`` (T,) uint64 end at the token ends; the last ``inside`` bytes of each
         belong to the token's body (``<= 0``: none): the rest, the sign and what precedes
-        the token, read as ``'0'``; a dot too, and it is counted."""
-        outside_bytes = np.clip(_WORD - inside, 0, _WORD).astype(np.uint64)
-        keep = _ALL_BITS << (outside_bytes * np.uint64(8))  # numpy shifts by 64 to 0
-        words = (words & keep) | (_ASCII_ZEROS & ~keep)
+        the token, read as ``'0'``; a dot too, and it is flagged."""
+        keep = _KEEP_LAST_BYTES.take(inside, mode="clip")
+        words = ((words ^ _ASCII_ZEROS) & keep) ^ _ASCII_ZEROS
         not_dot = words ^ _ASCII_DOTS  # a zero byte where the dot is
         dot_flags = (not_dot - _ONES) & ~not_dot & _HIGH_BITS  # exact: no byte is '/'
-        words = words + (dot_flags >> np.uint64(6))  # '.' + 2 == '0'
-        valid = ((words + _ABOVE_NINE) | (words - _ASCII_ZEROS)) & _HIGH_BITS == 0
-        # The flag of byte j is bit 8j + 7: 8j + 7 bits below it.
-        dot_byte = np.bitwise_count(dot_flags - _ONES_BIT) >> np.uint8(3)
-        after_dot = _WORD - 1 - dot_byte.astype(np.intp)
-        number = _eight_digits(words - _ASCII_ZEROS)
-        return cls(number, valid, np.bitwise_count(dot_flags), after_dot)
+        words += dot_flags >> np.uint64(6)  # '.' + 2 == '0'
+        digits = words - _ASCII_ZEROS
+        valid = ((words + _ABOVE_NINE) | digits) & _HIGH_BITS == 0
+        return cls(_eight_digits(digits), valid, dot_flags)
 
     def prepend(self, rows: np.ndarray, high: _TokenDigits) -> None:
         """Put ``high``, the eight digits before these at ``rows``, in front of them."""
         self.number[rows] += high.number * _POW10_INT[_WORD]
         self.valid[rows] &= high.valid
-        low_dots = self.dots[rows]
-        self.dots[rows] = low_dots + high.dots
-        in_high = low_dots == 0
-        self.after_dot[rows[in_high]] = high.after_dot[in_high] + _WORD
+        self.high_rows, self.high_dot_flags = rows, high.dot_flags
+
+    def digits_after_dot(self, rows: np.ndarray) -> np.ndarray:
+        """(R,) intp: how many digits follow the one dot of each of these tokens."""
+        # The flag of byte j is bit 8j + 7: 8j + 7 bits below it; 7 - j bytes after it.
+        after = _WORD - 1 - (np.bitwise_count(self.dot_flags[rows] - _ONES_BIT) >> 3)
+        in_high = self.high_dot_flags != 0
+        high_after = 2 * _WORD - 1 - (np.bitwise_count(self.high_dot_flags - _ONES_BIT) >> 3)
+        full = np.zeros(len(self.number), dtype=np.intp)
+        full[rows] = after
+        full[self.high_rows[in_high]] = high_after[in_high]
+        return full[rows]
 
 
 def _eight_digits(digits: np.ndarray) -> np.ndarray:
