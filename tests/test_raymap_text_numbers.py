@@ -154,3 +154,46 @@ def test_off_face_index_beyond_int64_is_refused_as_before() -> None:
     )
     with pytest.raises(raymap.MeshError, match="a face index is not a whole number"):
         raymap.load_mesh(data.encode(), "off")
+
+
+MALFORMED_OFF_BODIES = [
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "3 0 1 2.5"),  # not a whole number
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "3 0 1 -1"),  # out of range
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "3 0 1 99"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "4 0 1 2 3"),  # a quad: trimesh's reader
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "3 0 1"),  # a number short
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "3 0 1 2 7"),  # one too many
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1.2.3", "3 0 1 2"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 nan", "3 0 1 2"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1e999", "3 0 1 2"),  # beyond float64
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 --1", "3 0 1 2"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 0x1", "3 0 1 2"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 abc", "3 0 1 2"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 -", "3 0 1 2"),
+    ("0 0 0\r\n1 0 0\r\n0 1 0\r\n0 0 1e0", "3\t0\t1\t2"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "3 0 1 99999999999999999999"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "3.0 0 1 2"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "3 0 1 +2"),
+]
+
+
+def outcome(data: bytes) -> object:
+    """What reading ``data`` gives: the arrays, or the error's type and message."""
+    try:
+        vertices, faces = _read_off(data, 10)
+    except Exception as exc:  # the outcome is what is compared
+        return type(exc).__name__, str(exc)
+    return repr(vertices.tolist()), repr(np.asarray(faces).tolist())  # repr: nan == nan
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast")
+@pytest.mark.parametrize(("vertices", "last_face"), MALFORMED_OFF_BODIES)
+def test_off_outcomes_are_those_of_numpys_readers(
+    vertices: str, last_face: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arrays and error messages alike: the reader with the parser, then with numpy's readers
+    only (the reader before the parser: ``parse_numbers`` always declining)."""
+    data = TETRA.format(v=vertices).replace("3 1 2 3", last_face).encode()
+    with_parser = outcome(data)
+    monkeypatch.setattr("raymap.mesh.parse_numbers", lambda text: None)
+    assert with_parser == outcome(data)
