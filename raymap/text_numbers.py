@@ -88,8 +88,8 @@ def _parse_piece(piece: bytes) -> np.ndarray | None:
     if long.size:
         high = _TokenDigits.of_words(words.take(ends[long] - 2 * _WORD), body[long] - _WORD)
         digits.prepend(long, high)
-    dots = np.bitwise_count(digits.dot_flags)  # (T,) in the low word
-    dots[long] += np.bitwise_count(digits.high_dot_flags)
+    dots = _flagged_bytes(digits.dot_flags)  # (T,) in the low word
+    dots[long] += _flagged_bytes(digits.high_dot_flags)
     has_dot = dots != 0
     fast = digits.valid & (dots <= 1) & (body <= _MAX_BODY)
     fast &= (body - has_dot >= 1) & (body - has_dot <= _MAX_DIGITS)
@@ -140,14 +140,13 @@ class _TokenDigits:
 
     def digits_after_dot(self, rows: np.ndarray) -> np.ndarray:
         """(R,) intp: how many digits follow the one dot of each of these tokens."""
-        # The flag of byte j is bit 8j + 7: 8j + 7 bits below it; 7 - j bytes after it.
-        after = _WORD - 1 - (np.bitwise_count(self.dot_flags[rows] - _ONES_BIT) >> 3)
+        after = _flagged_bytes(_bytes_after_flag(self.dot_flags[rows]))
         in_high = self.high_dot_flags != 0
-        high_after = 2 * _WORD - 1 - (np.bitwise_count(self.high_dot_flags - _ONES_BIT) >> 3)
-        full = np.zeros(len(self.number), dtype=np.intp)
+        high_after = _WORD + _flagged_bytes(_bytes_after_flag(self.high_dot_flags))
+        full = np.zeros(len(self.number), dtype=np.uint64)
         full[rows] = after
         full[self.high_rows[in_high]] = high_after[in_high]
-        return full[rows]
+        return full[rows].astype(np.intp)
 
 
 def _eight_digits(digits: np.ndarray) -> np.ndarray:
@@ -157,6 +156,17 @@ def _eight_digits(digits: np.ndarray) -> np.ndarray:
     low_pairs = pairs & _LOW_BYTES
     high_pairs = (pairs >> np.uint64(16)) & _LOW_BYTES
     return (low_pairs * _TIMES_100_AND_1E6 + high_pairs * _TIMES_1_AND_1E4) >> np.uint64(32)
+
+
+def _flagged_bytes(flags: np.ndarray) -> np.ndarray:
+    """(T,) uint64 with bit 7 set in some bytes -> how many (np.bitwise_count needs numpy 2):
+    one per flagged byte, summed into the top byte by one multiplication."""
+    return ((flags >> np.uint64(7)) * _ONES) >> np.uint64(56)
+
+
+def _bytes_after_flag(flags: np.ndarray) -> np.ndarray:
+    """(T,) uint64 with bit 7 of one byte set -> bit 7 set in every byte after it instead."""
+    return ~((flags << _ONES_BIT) - _ONES_BIT) & _HIGH_BITS
 
 
 def _drop_dot_digit(number: np.ndarray, after_dot: np.ndarray) -> np.ndarray:
