@@ -20,11 +20,17 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# As the service does (service/__main__.py): one BLAS thread. OpenBLAS's idle threads spin
+# after each call and were counted as CPU time of both sides (up to twice the wall time).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -94,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
 
         args.mesh_root = dataset_root("modelnet10")
     bandwidth = args.bandwidth or model_bandwidth(args.model)
-    import os
-
     print(
         f"b = {bandwidth}; trimesh {trimesh.__version__}; {os.cpu_count()} cores; load average "
         f"at the start {', '.join(f'{x:.1f}' for x in os.getloadavg())}"

@@ -1,0 +1,85 @@
+"""The OFF reader's vectorized number parser against numpy's readers, on every ModelNet10 mesh.
+
+    python bench/off_reader.py                       # all test and train meshes
+    python bench/off_reader.py --split test --limit 100
+
+For each file, the numbers after the OFF counts are read twice: by
+``raymap.text_numbers.parse_numbers`` (what ``raymap.load_mesh`` uses) and by the numpy
+readers it replaced (``np.loadtxt`` per block, else ``np.array(tokens, dtype=float64)``),
+and the vertex and face arrays must be equal bit for bit. Prints how many files agree, how
+many tokens left the fast path, and each side's CPU time (alternating, summed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from raymap.datasets import dataset_root  # noqa: E402
+from raymap.mesh import _OFF_HEADER, _off_blocks, _off_blocks_by_numpy  # noqa: E402
+from raymap.text_numbers import parse_numbers  # noqa: E402
+
+
+def counts_and_rest(data: bytes) -> tuple[int, int, bytes]:
+    """The vertex and face counts and the text after them (ModelNet has no comments)."""
+    match = _OFF_HEADER.match(data)
+    if match is None:
+        raise ValueError("no OFF header")
+    n_vertices, n_faces, *rest = data[match.end() :].split(maxsplit=3)
+    return int(n_vertices), int(n_faces), rest[1] if len(rest) > 1 else b""
+
+
+def same_bits(
+    a: tuple[np.ndarray, np.ndarray] | None, b: tuple[np.ndarray, np.ndarray] | None
+) -> bool:
+    if a is None or b is None:
+        return a is b
+    (vertices_a, faces_a), (vertices_b, faces_b) = a, b
+    return (
+        vertices_a.shape == vertices_b.shape
+        and np.array_equal(vertices_a.view(np.uint64), vertices_b.view(np.uint64))
+        and np.array_equal(faces_a, faces_b)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--split", choices=("test", "train", "both"), default="both")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N files")
+    args = parser.parse_args(argv)
+    splits = ("test", "train") if args.split == "both" else (args.split,)
+    root = dataset_root("modelnet10")
+    files = sorted(p for split in splits for p in root.glob(f"*/{split}/*.off"))[: args.limit]
+    seconds = {"parse_numbers": 0.0, "numpy": 0.0}
+    differ: list[Path] = []
+    fallback = 0
+    for path in files:
+        n_vertices, n_faces, rest = counts_and_rest(path.read_bytes())
+        start = time.process_time()
+        values = parse_numbers(rest)
+        ours = None if values is None else _off_blocks(values, n_vertices, n_faces)
+        seconds["parse_numbers"] += time.process_time() - start
+        start = time.process_time()
+        reference = _off_blocks_by_numpy(rest, n_vertices, n_faces)
+        seconds["numpy"] += time.process_time() - start
+        fallback += values is None
+        if values is not None and not same_bits(ours, reference):
+            differ.append(path)
+    print(f"{len(files)} ModelNet10 OFF files ({', '.join(splits)}): {len(differ)} differ")
+    print(f"  parsed by numpy instead (a token off the fast path): {fallback}")
+    for name, total in seconds.items():
+        print(f"  {name:14s} {total:7.2f} s CPU, {1e3 * total / max(len(files), 1):6.2f} ms/file")
+    for path in differ[:10]:
+        print(f"  differs: {path.relative_to(root)}")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

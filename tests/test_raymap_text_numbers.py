@@ -1,0 +1,201 @@
+"""The vectorized number parser: bit for bit what numpy reads, or ``None`` for numpy to decide."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import raymap
+import raymap.text_numbers as text_numbers
+from raymap.mesh import _off_blocks, _off_blocks_by_numpy, _read_off
+from raymap.text_numbers import parse_numbers
+
+TRICKY = [
+    "1 -2 3.5 -0 0 -0.0 .5 5. -.5 -5. 00012 -000.000",
+    "+3 +.5 +0.25 1e5 1E-5 -1e+05 2.5e-320 1e400 -1e-400 1.7976931348623157e308 5e-324",
+    "0.1 0.2 0.30000000000000004 9007199254740993 9007199254740992.5 123456789012345",
+    "1234567890123456 12345678901234567890 0.000000000000000000012345 1234567.89012345",
+    "99999999.9999999 9999999.99999999 999999999999999.9 0.999999999999999 .123456789012345",
+    "17.539210 26.959750 11.751925\r\n18.336960\t25.775750 12.122225  \r\n\r\n\t 3 4 2 5 ",
+    "1.0000000000000002 2.2250738585072014e-308 4.9406564584124654e-324 8.98846567431158e307",
+    "7 70 700 7000 70000 700000 7000000 70000000 700000000 7000000000 70000000000 .7 -.07",
+    # 16 digits above 2**53: the mantissa is no exact double, so m / 10**k would round twice
+    "96.48064786969077 943.4607133838363 91128735.31840813 -96.48064786969077",
+]
+# Bytes a number has, in an order numpy refuses: numpy decides, so the parser gives None.
+MALFORMED = ["1.2.3", "--1", "1-", "-", ".", "-.", "e5", "1e", "+-1", "1..", "1e5e5", "1.e", "+"]
+# Bytes no number of the fast path has: left to numpy at once.
+FOREIGN = ["nan", "inf", "-infinity", "1_0", "0x10", "\u0661", "1,5", "1\x0b2", "1\x002", "#1"]
+
+
+def numpy_reads(text: bytes) -> np.ndarray:
+    return np.array(text.split(), dtype=np.float64)
+
+
+def assert_same_bits(actual: np.ndarray | None, expected: np.ndarray) -> None:
+    assert actual is not None
+    assert actual.dtype == np.float64 and actual.shape == expected.shape
+    differ = np.flatnonzero(actual.view(np.uint64) != expected.view(np.uint64))
+    assert differ.size == 0, (
+        f"{differ.size} differ, first: {actual[differ[:3]]} vs {expected[differ[:3]]}"
+    )
+
+
+@pytest.mark.parametrize("text", TRICKY)
+def test_tricky_numbers_read_as_numpy_reads_them(text: str) -> None:
+    data = text.encode()
+    assert_same_bits(parse_numbers(data), numpy_reads(data))
+
+
+@pytest.mark.parametrize("token", MALFORMED + FOREIGN)
+def test_what_the_fast_path_cannot_vouch_for_is_left_to_numpy(token: str) -> None:
+    assert parse_numbers(f"1.5 {token} 2".encode()) is None
+
+
+@pytest.mark.parametrize("text", ["", " ", "\r\n\t ", "\n\n"])
+def test_no_tokens_no_numbers(text: str) -> None:
+    values = parse_numbers(text.encode())
+    assert values is not None and values.shape == (0,)
+
+
+def random_tokens(rng: np.random.Generator, n: int) -> list[str]:
+    """Numbers as files write them: fixed and general formats, signs, cut zeros, exponents,
+    17 significant digits, ties and halfway cases of the last digit, integers."""
+    magnitudes = 10.0 ** rng.uniform(-25, 25, n) * rng.choice([-1, 1], n)
+    tokens = []
+    for value, form in zip(magnitudes.tolist(), rng.integers(0, 9, n), strict=True):
+        digits = int(rng.integers(0, 18))
+        if form == 0:
+            tokens.append(f"{value:.{digits}f}")
+        elif form == 1:
+            tokens.append(f"{value:.{digits}g}")
+        elif form == 2:
+            tokens.append(repr(value))
+        elif form == 3:
+            tokens.append(f"{value:.{digits}e}".replace("e+", "E"))
+        elif form == 4:
+            tokens.append(str(int(rng.integers(0, 10 ** int(rng.integers(1, 19))))))
+        elif form == 5:
+            tokens.append(f"{value:.6f}".lstrip("-0") or "0")  # '.5' style
+        elif form == 6:
+            tokens.append(f"{abs(value):.{digits}f}".rstrip("0"))  # '5.' style
+        elif form == 7:
+            tokens.append(f"+{abs(value) % 1000:.{digits % 12}f}")
+        else:  # the decimal halfway between two neighbouring doubles
+            low = abs(value) % 1e6
+            tokens.append(f"{(low + np.nextafter(low, np.inf)) / 2:.17g}")
+    return tokens
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_numbers_read_as_numpy_reads_them(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    tokens = random_tokens(rng, 4000)
+    separators = rng.choice([" ", "\n", "\t", "\r\n", "  ", " \n"], len(tokens))
+    data = "".join(t + s for t, s in zip(tokens, separators, strict=True)).encode()
+    assert_same_bits(parse_numbers(data), numpy_reads(data))
+
+
+def test_pieces_cut_only_between_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Text longer than a piece is cut at whitespace: tiny pieces put a cut in every place."""
+    rng = np.random.default_rng(7)
+    data = " ".join(random_tokens(rng, 3000)).encode()
+    for piece_bytes in (1, 7, 16, 17, 100):
+        monkeypatch.setattr(text_numbers, "_PIECE_BYTES", piece_bytes)
+        assert_same_bits(parse_numbers(data), numpy_reads(data))
+
+
+def test_hypothesis_floats_in_every_notation() -> None:
+    hypothesis = pytest.importorskip("hypothesis")
+    strategies = pytest.importorskip("hypothesis.strategies")
+
+    @hypothesis.settings(max_examples=300, deadline=None)
+    @hypothesis.given(
+        strategies.lists(strategies.floats(allow_nan=False, allow_infinity=False), max_size=30),
+        strategies.integers(0, 20),
+    )
+    def check(values: list[float], digits: int) -> None:
+        tokens = [f"{v:.{digits}f} {v:.{digits}g} {v!r} {v:.{digits}e}" for v in values]
+        data = "\n".join(tokens).encode()
+        assert_same_bits(parse_numbers(data), numpy_reads(data))
+
+    check()
+
+
+TETRA = "OFF\n4 4 0\n{v}\n3 0 1 2\n3 0 1 3\n3 0 2 3\n3 1 2 3\n"
+
+
+@pytest.mark.parametrize(
+    "vertices",
+    [
+        "0 0 0\n1 0 0\n0 1 0\n0 0 1",
+        "0 0 0\r\n1. -0 +0\r\n.0 1e0 0\r\n0\t0\t1  ",
+        "0 0 0 1 0 0 0 1 0 0 0 1",  # one line
+        "0.000000000000000000001 0 0\n1 0 0\n0 1 0\n0 0 12345678901234567890",
+    ],
+)
+def test_off_reader_gives_numpys_arrays(vertices: str) -> None:
+    data = TETRA.format(v=vertices).encode()
+    rest = data.split(maxsplit=4)[4]  # after OFF and the three counts
+    expected = _off_blocks_by_numpy(rest, 4, 4)
+    assert expected is not None
+    parsed = parse_numbers(rest)
+    assert parsed is not None
+    ours = _off_blocks(parsed, 4, 4)
+    assert ours is not None
+    for actual, reference in zip(ours, expected, strict=True):
+        np.testing.assert_array_equal(actual, reference)
+    np.testing.assert_array_equal(_read_off(data, 10)[0], expected[0])
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast")
+def test_off_face_index_beyond_int64_is_refused_as_before() -> None:
+    """A face index past the fast path's 15 digits goes to numpy's readers, as it always did."""
+    data = TETRA.format(v="0 0 0\n1 0 0\n0 1 0\n0 0 1").replace(
+        "3 1 2 3", "3 1 2 99999999999999999999"
+    )
+    with pytest.raises(raymap.MeshError, match="a face index is not a whole number"):
+        raymap.load_mesh(data.encode(), "off")
+
+
+MALFORMED_OFF_BODIES = [
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "3 0 1 2.5"),  # not a whole number
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "3 0 1 -1"),  # out of range
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "3 0 1 99"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "4 0 1 2 3"),  # a quad: trimesh's reader
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "3 0 1"),  # a number short
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "3 0 1 2 7"),  # one too many
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1.2.3", "3 0 1 2"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 nan", "3 0 1 2"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1e999", "3 0 1 2"),  # beyond float64
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 --1", "3 0 1 2"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 0x1", "3 0 1 2"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 abc", "3 0 1 2"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 -", "3 0 1 2"),
+    ("0 0 0\r\n1 0 0\r\n0 1 0\r\n0 0 1e0", "3\t0\t1\t2"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "3 0 1 99999999999999999999"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "3.0 0 1 2"),
+    ("0 0 0\n1 0 0\n0 1 0\n0 0 1", "3 0 1 +2"),
+]
+
+
+def outcome(data: bytes) -> object:
+    """What reading ``data`` gives: the arrays, or the error's type and message."""
+    try:
+        vertices, faces = _read_off(data, 10)
+    except Exception as exc:  # the outcome is what is compared
+        return type(exc).__name__, str(exc)
+    return repr(vertices.tolist()), repr(np.asarray(faces).tolist())  # repr: nan == nan
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast")
+@pytest.mark.parametrize(("vertices", "last_face"), MALFORMED_OFF_BODIES)
+def test_off_outcomes_are_those_of_numpys_readers(
+    vertices: str, last_face: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Arrays and error messages alike: the reader with the parser, then with numpy's readers
+    only (the reader before the parser: ``parse_numbers`` always declining)."""
+    data = TETRA.format(v=vertices).replace("3 1 2 3", last_face).encode()
+    with_parser = outcome(data)
+    monkeypatch.setattr("raymap.mesh.parse_numbers", lambda text: None)
+    assert with_parser == outcome(data)
