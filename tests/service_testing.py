@@ -23,12 +23,16 @@ from typing import TYPE_CHECKING
 import httpx
 import numpy as np
 import trimesh
+from fastapi.testclient import TestClient
 
 from raymap.datasets.rotations import uniform_rotation
 from raymap.mesh import load_mesh
+from service.app import create_app
+from service.settings import Settings
 
 if TYPE_CHECKING:
     from raymap.preview import MeshPreview
+    from service.pipeline import RuntimeLike
     from service.runtime import Outputs, Runtime
 
 REPO = Path(__file__).resolve().parent.parent
@@ -318,3 +322,27 @@ class ServerProcess:
 
 def upload(name: str, data: bytes) -> dict[str, tuple[str, io.BytesIO, str]]:
     return {"file": (name, io.BytesIO(data), "application/octet-stream")}
+
+
+# ----------------------------------------------------------------------------- the app in process
+
+
+def make_client(tmp_path: Path, runtime: RuntimeLike, **overrides: object) -> TestClient:
+    """The app on ``runtime`` (already loaded: the factory hands it over), an empty gallery."""
+    settings = Settings(
+        gallery_path=None,
+        gallery_dir=tmp_path / "gallery",
+        log_json=True,
+        **overrides,  # type: ignore[arg-type]
+    )
+    app = create_app(settings, runtime_factory=lambda _: runtime)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def wait_ready(client: TestClient, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if client.get("/readyz").status_code == 200:
+            return
+        time.sleep(0.02)
+    raise TimeoutError(client.get("/readyz").json())

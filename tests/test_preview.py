@@ -20,10 +20,8 @@ from raymap.mesh import load_mesh
 from raymap.normalize import normalize
 from raymap.preview import DEFAULT_PREVIEW_FACES, MEDIA_TYPE, decode, mesh_preview
 from raymap.thumbnail import BACKGROUND, THUMBNAIL_SIZE, render_thumbnail, thumbnail_of
-from service.app import create_app
 from service.runtime import Runtime
-from service.settings import Settings
-from tests.service_testing import CHAIR, mesh_bytes, mini_meshes, upload
+from tests.service_testing import CHAIR, make_client, mesh_bytes, mini_meshes, upload, wait_ready
 
 FORMATS = ("off", "obj", "stl", "ply", "glb", "gltf")
 
@@ -136,11 +134,8 @@ def test_the_renderers_do_not_import_torch() -> None:
 
 @pytest.fixture
 def client(tmp_path: Path, small_runtime: Runtime) -> Iterator[TestClient]:
-    settings = Settings(gallery_path=None, gallery_dir=tmp_path / "gallery")
-    with TestClient(create_app(settings, runtime_factory=lambda _: small_runtime)) as client:
-        for _ in range(3000):
-            if client.get("/readyz").status_code == 200:
-                break
+    with make_client(tmp_path, small_runtime) as client:
+        wait_ready(client)
         yield client
 
 

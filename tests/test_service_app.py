@@ -21,7 +21,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.pipeline import RuntimeLike
 from service.runtime import Runtime
 from service.settings import Settings
 from tests.service_testing import (
@@ -30,34 +29,15 @@ from tests.service_testing import (
     REPO,
     InstrumentedRuntime,
     expected_prediction,
+    make_client,
     malformed_files,
     mesh_bytes,
     mini_meshes,
     upload,
+    wait_ready,
 )
 
 FORMATS = ("off", "obj", "stl", "ply", "glb")
-
-
-def wait_ready(client: TestClient, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if client.get("/readyz").status_code == 200:
-            return
-        time.sleep(0.02)
-    raise TimeoutError(client.get("/readyz").json())
-
-
-def make_client(tmp_path: Path, runtime: RuntimeLike, **overrides: object) -> TestClient:
-    """The app on ``runtime`` (already loaded: the factory hands it over), an empty gallery."""
-    settings = Settings(
-        gallery_path=None,
-        gallery_dir=tmp_path / "gallery",
-        log_json=True,
-        **overrides,  # type: ignore[arg-type]
-    )
-    app = create_app(settings, runtime_factory=lambda _: runtime)
-    return TestClient(app, raise_server_exceptions=False)
 
 
 @pytest.fixture

@@ -27,10 +27,11 @@ from tests.service_testing import (
     CHAIR,
     InstrumentedRuntime,
     free_port,
+    make_client,
     malformed_files,
     mesh_bytes,
+    wait_ready,
 )
-from tests.test_service_app import make_client, wait_ready
 
 MAX_UPLOAD = 256 * 1024  # the deep JSON (200 kB) fits; 300 kB does not
 GLTF = b'{"asset":{"version":"2.0"},"buffers":%s}'

@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 from service.runtime import Runtime
-from tests.service_testing import CHAIR, REPO, InstrumentedRuntime, upload
-from tests.test_service_app import make_client, wait_ready
+from tests.service_testing import CHAIR, REPO, InstrumentedRuntime, make_client, upload, wait_ready
 
 
 def test_the_pipeline_imports_no_web_framework() -> None:

@@ -27,6 +27,7 @@ from tests.service_testing import (
     small_gallery_path,
     small_model_path,
     upload,
+    wait_ready,
 )
 
 pytest.importorskip("onnxruntime")
@@ -48,13 +49,6 @@ def app_client(runtime: Runtime, url: str, **overrides: object) -> TestClient:
         **overrides,  # type: ignore[arg-type]
     )
     return TestClient(create_app(settings, runtime_factory=lambda _: runtime))
-
-
-def wait_ready(client: TestClient, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, client.get("/readyz").text
-        time.sleep(0.05)
 
 
 def test_the_app_on_postgres(postgres: PostgresServer, small_runtime: Runtime) -> None:

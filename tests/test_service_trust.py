@@ -11,8 +11,7 @@ import pytest
 from raymap.contract import ModelContract
 from service.runtime import Runtime
 from service.settings import Settings
-from tests.service_testing import expected_prediction, mesh_bytes, upload
-from tests.test_service_app import make_client, wait_ready
+from tests.service_testing import expected_prediction, make_client, mesh_bytes, upload, wait_ready
 
 
 def _novelty(runtime: Runtime, data: bytes) -> float:

@@ -14,11 +14,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from raymap.thumbnail import THUMBNAIL_SIZE
-from service.app import create_app
 from service.gallery import BaseGallery, GalleryError, Item, write_base_gallery
 from service.runtime import Runtime
-from service.settings import Settings
-from tests.service_testing import CHAIR, MINI, upload
+from tests.service_testing import CHAIR, MINI, make_client, upload, wait_ready
 from tests.test_service_gallery import D, Opener, opener  # noqa: F401 (the fixture)
 
 PICTURES = [b"RIFF-first", None, b"RIFF-third-picture"]
@@ -116,11 +114,8 @@ def test_a_store_from_before_pictures_opens(tmp_path: Path) -> None:
 
 @pytest.fixture
 def client(tmp_path: Path, small_runtime: Runtime) -> Iterator[TestClient]:
-    settings = Settings(gallery_path=None, gallery_dir=tmp_path / "gallery")
-    with TestClient(create_app(settings, runtime_factory=lambda _: small_runtime)) as client:
-        for _ in range(3000):
-            if client.get("/readyz").status_code == 200:
-                break
+    with make_client(tmp_path, small_runtime) as client:
+        wait_ready(client)
         yield client
 
 
