@@ -77,9 +77,13 @@ class _Corners:
     ``np.cross``, ``np.linalg.norm`` and ``vertices[faces].sum(axis=1)``)."""
 
     def __init__(self, coordinates: np.ndarray, faces: np.ndarray) -> None:
+        # One contiguous (3, F) copy of the indices: ``np.take`` copies a strided index
+        # column (``faces[:, k]``) before each of its nine gathers otherwise.
+        corner_indices = np.ascontiguousarray(faces.T)
         # corner[k][axis]: (F,) coordinate ``axis`` of corner ``k`` of every face
         self.corner = [
-            [np.take(axis_values, faces[:, k]) for axis_values in coordinates] for k in range(3)
+            [np.take(axis_values, corner_indices[k]) for axis_values in coordinates]
+            for k in range(3)
         ]
 
     def twice_areas(self) -> np.ndarray:

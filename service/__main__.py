@@ -2,7 +2,8 @@
 
 ``WEB_CONCURRENCY=N`` (N > 1) runs N worker processes on the one port (uvicorn's supervisor),
 each with its own model session and cast pool and ``cores / N`` onnxruntime threads; the
-embedded gallery store is shared by them (every worker sees every worker's writes).
+embedded gallery store is shared by them (every worker sees every worker's writes). Every
+serving process keeps large freed blocks for the next request (:mod:`service.allocator`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 
+from service.allocator import keep_large_blocks  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.http import NoDelayH11Protocol  # noqa: E402
 from service.logs import configure_logging  # noqa: E402
@@ -31,6 +33,7 @@ def app_factory() -> FastAPI:
     """The application of one worker process (logging configured in that process too)."""
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    keep_large_blocks()
     return create_app(settings)
 
 
@@ -59,6 +62,7 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
+    keep_large_blocks()  # this process serves when there is one worker
     uvicorn.run(**server_options(settings, _workers(dict(os.environ))))
     return 0
 

@@ -13,7 +13,7 @@ from embreex.mesh_construction import TriangleMesh
 
 import raymap
 from raymap.cast import Hits, RayScene
-from raymap.features import ORIGIN_RADIUS
+from raymap.features import ORIGIN_RADIUS, ray_features
 from raymap.grid import directions
 from raymap.mesh import _off_lines, _read_simple_obj
 from raymap.normalize import normalize
@@ -36,12 +36,39 @@ def test_scene_gives_embreexs_hits_bit_for_bit(path) -> None:
     origins = (ORIGIN_RADIUS * outward).astype(np.float32)
     inward = (-outward).astype(np.float32)
     for vertices, faces in ((normalized.vertices, normalized.faces), (hull_vertices, hull_faces)):
-        ours = RayScene(vertices, faces).cast(origins, inward)
+        ours = RayScene(vertices, faces, build_quality="medium").cast(origins, inward)
         theirs = embreex_hits(vertices, faces, origins, inward)
         hit = theirs["geomID"] != -1
         np.testing.assert_array_equal(ours.hit, hit)
         np.testing.assert_array_equal(ours.distance[hit], theirs["tfar"][hit])
         np.testing.assert_array_equal(ours.normal[hit], theirs["Ng"][hit])
+
+
+@pytest.mark.parametrize("path", [CHAIR, *sorted(MODELNET_MINI.glob("*/*/*.off"))[:6]])
+def test_the_low_quality_bvh_gives_the_same_hits_up_to_ties(path) -> None:
+    """The fast (Morton) build the service uses: the same hits and distances as Embree's
+    default build, and the same normal directions but where a ray meets an edge (the other
+    face's): the map stays within 1e-5."""
+    mesh = raymap.load_mesh_file(path)
+    normalized = normalize(mesh.vertices, mesh.faces)
+    outward = directions(16).reshape(-1, 3)
+    origins = (ORIGIN_RADIUS * outward).astype(np.float32)
+    inward = (-outward).astype(np.float32)
+    scenes = {q: RayScene(normalized.vertices, normalized.faces, q) for q in ("low", "medium")}
+    low, medium = (scenes[q].cast(origins, inward) for q in ("low", "medium"))
+    np.testing.assert_array_equal(low.hit, medium.hit)
+    np.testing.assert_array_equal(low.distance, medium.distance)
+    # Each build computes a face's normal from its own copy of the corners, in its own
+    # winding: the same line up to rounding (the features take |cos|), except where the two
+    # report different faces of an edge.
+    low_unit, medium_unit = (
+        h.normal / np.linalg.norm(h.normal, axis=1)[:, None] for h in (low, medium)
+    )
+    apart = np.minimum(abs(low_unit - medium_unit), abs(low_unit + medium_unit)).max(axis=1)
+    assert (apart[low.hit] > 1e-5).mean() <= 0.02
+    np.testing.assert_allclose(
+        ray_features(low, inward), ray_features(medium, inward), rtol=0, atol=1e-5
+    )
 
 
 def test_a_scene_keeps_its_arrays_after_the_caller_drops_them() -> None:

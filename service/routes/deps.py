@@ -1,5 +1,9 @@
 """What routes receive through ``Depends``: the state, the ready pipeline (typed, never None),
-the write guard and the uploaded mesh."""
+the write guard and the uploaded mesh.
+
+Every dependency is ``async def``, though none awaits: FastAPI runs a plain ``def``
+dependency in its thread pool, a thread hand-off per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from service.pipeline import Pipeline, Upload
 from service.state import ServiceState
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.service
     return state
 
@@ -25,7 +29,7 @@ def get_state(request: Request) -> ServiceState:
 State = Annotated[ServiceState, Depends(get_state)]
 
 
-def ready_pipeline(state: State) -> Pipeline:
+async def ready_pipeline(state: State) -> Pipeline:
     """The loaded pipeline, or :class:`NotReady` (503) while loading or after a failed load."""
     if state.pipeline is None:
         raise NotReady(state.load_error or "the model is still loading")
@@ -37,7 +41,9 @@ ReadyPipeline = Annotated[Pipeline, Depends(ready_pipeline)]
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def require_api_key(state: State, api_key: Annotated[str | None, Depends(api_key_header)]) -> None:
+async def require_api_key(
+    state: State, api_key: Annotated[str | None, Depends(api_key_header)]
+) -> None:
     """Writes need ``X-API-Key`` when ``SHAPES_API_KEY`` is set; reads stay open."""
     expected = state.settings.api_key
     if expected is None:
