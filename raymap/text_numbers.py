@@ -80,9 +80,13 @@ def _parse_piece(piece: bytes) -> np.ndarray | None:
     inside = ~space
     starts = np.flatnonzero(space[:-1] & inside[1:]) + 1  # (T,)
     ends = np.flatnonzero(inside[:-1] & space[1:]) + 1  # (T,) exclusive
+    words = np.ndarray((chars.size - _WORD + 1,), dtype="<u8", buffer=chars, strides=(1,))
+    if b"." not in piece and b"-" not in piece:  # an OFF's faces: counts and indices
+        whole = _short_whole_numbers(words, starts, ends)
+        if whole is not None:
+            return whole
     negative = chars[starts] == ord("-")  # (T,)
     body = ends - starts - negative  # (T,) bytes of digits and dot
-    words = np.ndarray((chars.size - _WORD + 1,), dtype="<u8", buffer=chars, strides=(1,))
     digits = _TokenDigits.of_words(words.take(ends - _WORD), body)
     long = np.flatnonzero(body > _WORD)  # coordinates, mostly; no face index
     if long.size:
@@ -106,6 +110,23 @@ def _parse_piece(piece: bytes) -> np.ndarray | None:
             return None
         values[slow] = converted
     return values
+
+
+def _short_whole_numbers(
+    words: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> np.ndarray | None:
+    """The tokens as numbers when every one is at most eight digits (no sign, no dot), else
+    ``None``: one word per token, none of the dot and sign bookkeeping of the general path
+    (an OFF's face lines are two thirds of its tokens)."""
+    body = ends - starts
+    if body.max(initial=0) > _WORD:
+        return None
+    keep = _KEEP_LAST_BYTES.take(body)
+    masked = ((words.take(ends - _WORD) ^ _ASCII_ZEROS) & keep) ^ _ASCII_ZEROS
+    digits = masked - _ASCII_ZEROS
+    if (((masked + _ABOVE_NINE) | digits) & _HIGH_BITS).any():  # a byte that is no digit
+        return None
+    return _eight_digits(digits).astype(np.float64)
 
 
 class _TokenDigits:

@@ -21,9 +21,14 @@ TRICKY = [
     "7 70 700 7000 70000 700000 7000000 70000000 700000000 7000000000 70000000000 .7 -.07",
     # 16 digits above 2**53: the mantissa is no exact double, so m / 10**k would round twice
     "96.48064786969077 943.4607133838363 91128735.31840813 -96.48064786969077",
+    # No dot, no minus sign: the whole-number path, up to eight digits a token, or not taken
+    "3 0 1 2\n3 2 1 0\r\n3 00000007 99999999 0\n",
+    "12345678 123456789 7",
+    "+3 4 1e5 2E3 0",
 ]
 # Bytes a number has, in an order numpy refuses: numpy decides, so the parser gives None.
 MALFORMED = ["1.2.3", "--1", "1-", "-", ".", "-.", "e5", "1e", "+-1", "1..", "1e5e5", "1.e", "+"]
+MALFORMED_WHOLE = ["1+", "12e", "3+4", "e", "++1", "1e5e5"]  # pieces with no dot and no minus
 # Bytes no number of the fast path has: left to numpy at once.
 FOREIGN = ["nan", "inf", "-infinity", "1_0", "0x10", "\u0661", "1,5", "1\x0b2", "1\x002", "#1"]
 
@@ -50,6 +55,11 @@ def test_tricky_numbers_read_as_numpy_reads_them(text: str) -> None:
 @pytest.mark.parametrize("token", MALFORMED + FOREIGN)
 def test_what_the_fast_path_cannot_vouch_for_is_left_to_numpy(token: str) -> None:
     assert parse_numbers(f"1.5 {token} 2".encode()) is None
+
+
+@pytest.mark.parametrize("token", MALFORMED_WHOLE)
+def test_whole_number_pieces_leave_what_they_cannot_read_to_numpy(token: str) -> None:
+    assert parse_numbers(f"3 {token} 2".encode()) is None
 
 
 @pytest.mark.parametrize("text", ["", " ", "\r\n\t ", "\n\n"])
