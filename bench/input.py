@@ -1,6 +1,6 @@
 """The input stage (upload bytes -> spherical map) against what a user would write instead.
 
-    python bench/input.py                                  # 5 formats, ~1k to 500k faces
+    python bench/input.py                                  # 6 formats, ~1k to 500k faces
     python bench/input.py --formats off --sizes 10000 --repeats 20
     python bench/input.py --plot docs/perf-input-stage.png   # also the log-log plot
 
@@ -11,8 +11,9 @@ normalization written with trimesh, ``mesh.convex_hull``, and trimesh's embree r
 (``mesh.ray.intersects_id``, first hits, with locations) for the same rays on the mesh and the
 hull, plus the face normals of the hits. The meshes are one real ModelNet10 shape per size
 (subdivided above 12k faces; made here, never stored), written by trimesh's exporters (OFF in
-ModelNet's own layout). The two are timed alternately, each call's wall and CPU time; the
-table gives medians and the ratio theirs / ours.
+ModelNet's own layout; ``ply`` binary, ``ply_ascii`` as text). The two are timed
+alternately, each call's wall and CPU time; the table gives medians and the ratio
+theirs / ours.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ sys.path.insert(0, str(REPO))
 import trimesh  # noqa: E402
 
 import raymap  # noqa: E402
-from bench.meshgen import FORMATS, SIZES, encode, mesh_of_size  # noqa: E402
+from bench.meshgen import FORMATS, SIZES, encode, mesh_of_size, upload_type  # noqa: E402
 from raymap.features import ORIGIN_RADIUS  # noqa: E402
 from raymap.grid import directions  # noqa: E402
 
@@ -46,12 +47,13 @@ MAX_FACES = 10**7
 
 
 def ours(data: bytes, file_type: str, bandwidth: int) -> np.ndarray:
-    return raymap.spherical_map(raymap.load_mesh(data, file_type, MAX_FACES), bandwidth)
+    mesh = raymap.load_mesh(data, upload_type(file_type), MAX_FACES)
+    return raymap.spherical_map(mesh, bandwidth)
 
 
 def theirs(data: bytes, file_type: str, bandwidth: int) -> list[np.ndarray]:
     """The same mesh -> first hits on mesh and hull, as a trimesh user would write it."""
-    mesh = trimesh.load(io.BytesIO(data), file_type=file_type, force="mesh")
+    mesh = trimesh.load(io.BytesIO(data), file_type=upload_type(file_type), force="mesh")
     centre = (mesh.area_faces @ mesh.triangles_center) / mesh.area
     mesh.apply_translation(-centre)
     mesh.apply_scale(1.0 / np.linalg.norm(mesh.vertices, axis=1).max())
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             (ow, oc), (tw, tc) = np.median(a, axis=0), np.median(b, axis=0)
             row = {
                 "format": file_type,
+                "bandwidth": bandwidth,
                 "mesh": name,
                 "faces": len(mesh.faces),
                 "bytes": len(data),
@@ -171,7 +174,10 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_title(f"{what} time")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
-    fig.suptitle("Input stage: raymap vs trimesh.load + trimesh's embree ray query (b = 32)")
+    bandwidth = rows[0].get("bandwidth", "?") if rows else "?"
+    fig.suptitle(
+        f"Input stage: raymap vs trimesh.load + trimesh's embree ray query (b = {bandwidth})"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

@@ -14,9 +14,15 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
-FORMATS: tuple[str, ...] = ("off", "obj", "stl", "ply", "glb")
+# Upload formats; "ply_ascii" is a PLY file too, written as text (the Stanford scans' layout)
+FORMATS: tuple[str, ...] = ("off", "obj", "stl", "ply", "ply_ascii", "glb")
 SIZES: tuple[int, ...] = (1_000, 10_000, 100_000, 499_999)
 _OFF_COUNTS = re.compile(rb"\A\s*OFF\s*(\d+)\s+(\d+)")
+
+
+def upload_type(file_type: str) -> str:
+    """The format an upload of ``file_type`` declares: ``ply_ascii`` is a ``ply``."""
+    return file_type.removesuffix("_ascii")
 
 
 def off_faces(path: Path) -> int:
@@ -58,9 +64,12 @@ def mesh_of_size(root: Path, target: int) -> tuple[str, trimesh.Trimesh]:
 
 
 def encode(mesh: trimesh.Trimesh, file_type: str) -> bytes:
-    """``mesh`` as the bytes of an upload in ``file_type`` (STL and PLY binary, OBJ/OFF text)."""
+    """``mesh`` as the bytes of an upload in ``file_type`` (one of ``FORMATS``: STL and PLY
+    binary, OBJ, OFF and ``ply_ascii`` text)."""
     if file_type == "off":
         return off_bytes(mesh.vertices, mesh.faces)
+    if file_type == "ply_ascii":
+        return trimesh.exchange.ply.export_ply(mesh, encoding="ascii")
     data = mesh.export(file_type=file_type)
     return data.encode() if isinstance(data, str) else data
 

@@ -5,10 +5,11 @@ an upload is a single file). A scene is merged into one mesh with its node trans
 applied; point clouds and paths in a scene are dropped. glTF is +Y up by specification, so
 GLB/GLTF meshes are turned to +Z up, the polar axis of the grid.
 
-OFF is read by numpy's C parser (``np.loadtxt``) when it has one vertex and one triangle per
-line, as ModelNet's files do (its glued header ``OFF490 518 0`` included), else token by
-token, with trimesh's reader as the fallback for polygons and colours. The other formats go
-through trimesh's loaders.
+The numbers of an OFF file (ModelNet's glued header ``OFF490 518 0`` included) and of an
+ASCII PLY of triangles are read by a vectorized parser that gives numpy's values bit for bit
+(:mod:`raymap.text_numbers`); a binary PLY of triangles by ``np.frombuffer``
+(:mod:`raymap.ply`); an OBJ of only ``v`` and ``f`` lines by numpy's C parser. Anything else
+(polygons, colours, STL, GLB, GLTF, other OBJ) goes through trimesh's loaders.
 
 What an upload can make the loader read is the upload itself: every loader gets the bytes
 without a path or a resolver, so an OBJ's ``mtllib /etc/passwd`` or a glTF's ``file:`` URI
@@ -30,6 +31,7 @@ import numpy as np
 import trimesh
 
 from raymap.errors import MeshError
+from raymap.ply import read_ply
 from raymap.text_numbers import parse_numbers
 
 SUPPORTED_FORMATS: tuple[str, ...] = ("obj", "off", "stl", "ply", "glb", "gltf")
@@ -80,6 +82,8 @@ def load_mesh(data: bytes, file_type: str, max_faces: int = DEFAULT_MAX_FACES) -
     if not data:
         raise MeshError(f"the {fmt.upper()} file is empty")
     simple = _read_simple_obj(data) if fmt == "obj" else None
+    if fmt == "ply":
+        simple = read_ply(data)
     if fmt == "off":
         vertices, faces = _read_off(data, max_faces)
     elif simple is not None:
