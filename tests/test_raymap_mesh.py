@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -44,6 +45,24 @@ def test_every_format_loads_the_same_mesh(chair: trimesh.Trimesh, file_type: str
     expected_corners = expected[chair.faces].reshape(-1, 3)
     atol = 1e-4 * np.abs(expected).max()  # STL and OBJ round to float32 or a few decimals
     np.testing.assert_allclose(sorted_rows(corners), sorted_rows(expected_corners), atol=atol)
+
+
+@pytest.mark.parametrize("collide", [False, True], ids=["hashed", "all-one-hash"])
+@pytest.mark.parametrize("path", [CHAIR, *sorted(MODELNET_MINI.glob("*/*/*.off"))[:4]])
+def test_binary_stl_gives_trimeshs_triangles_on_shared_vertices(
+    path, collide: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """numpy's reading of a binary STL, its corners merged: trimesh's triangles exactly, and
+    as many vertices as distinct corner positions, even if every position had one hash."""
+    if collide:
+        monkeypatch.setattr(raymap.mesh, "_HASH_MULTIPLIERS", np.zeros(3, dtype=np.uint64))
+    exported = raymap.load_mesh_file(path)
+    data = trimesh.Trimesh(exported.vertices, exported.faces, process=False).export(file_type="stl")
+    mesh = raymap.load_mesh(data, "stl")
+    theirs = trimesh.load(io.BytesIO(data), file_type="stl", process=False, force="mesh")
+    np.testing.assert_array_equal(mesh.vertices[mesh.faces], theirs.triangles)
+    distinct = np.unique(theirs.triangles.reshape(-1, 3).view(np.uint64), axis=0)  # by bits
+    assert len(mesh.vertices) == len(distinct)
 
 
 def test_format_from_a_file_name() -> None:
