@@ -15,7 +15,7 @@ import raymap
 from raymap.cast import Hits, RayScene
 from raymap.features import ORIGIN_RADIUS, ray_features
 from raymap.grid import directions
-from raymap.mesh import _off_lines, _read_simple_obj
+from raymap.mesh import _off_lines, _read_obj_by_loadtxt, _read_plain_obj
 from raymap.normalize import normalize
 from raymap.project import convex_hull_faces
 from tests.raymap_testing import CHAIR, MODELNET_MINI
@@ -124,6 +124,10 @@ OBJ_CASES = {
     "relative": b"v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf -4 -3 -2\nf -4 -3 -1\n",
     "groups": b"o a\nv 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\ng x\nf 1 2 3\ng y\nf 1 2 4\n",
     "interleaved": b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\nv 0 0 1\nf 1 2 4\n",
+    "colours": b"v 0 0 0 1 0 0\nv 1 0 0 0 1 0\nv 0 1 0 0 0 1\nv 0 0 1 1 1 1\nf 1 2 3\nf 1 2 4\n",
+    "crlf": b"# made on windows\r\nv 0 0 0\r\nv 1 0 0\r\nv 0 1 0\r\nv 0 0 1\r\nf 1 2 3\r\n",
+    "blank-last": b"v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 2 3\nf 1 2 4\n\n",
+    "zero-index": b"v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 0 1 2\nf 1 2 3\n",
 }
 
 
@@ -138,14 +142,22 @@ def test_obj_fast_reader_gives_trimeshs_mesh(case: str) -> None:
     np.testing.assert_array_equal(corners, expected)
 
 
-def test_the_chair_as_obj_takes_the_fast_path_and_matches() -> None:
-    chair = raymap.load_mesh_file(CHAIR)
+@pytest.mark.parametrize("path", [CHAIR, *sorted(MODELNET_MINI.glob("*/*/*.off"))[:5]])
+def test_trimeshs_obj_export_takes_the_plain_path_and_matches(path) -> None:
+    """An OBJ as trimesh writes it (a comment, v lines, f lines): the vectorized path, and
+    the arrays of the ``np.loadtxt`` reader it stands in for, bit for bit."""
+    chair = raymap.load_mesh_file(path)
     data = chair.export(file_type="obj").encode()
-    simple = _read_simple_obj(data)
+    assert data.startswith(b"#")
+    simple = _read_plain_obj(data)
     assert simple is not None
-    reference = trimesh.load(io.BytesIO(data), file_type="obj", process=False)
-    np.testing.assert_array_equal(simple[0], reference.vertices)
-    np.testing.assert_array_equal(simple[1], reference.faces)
+    assert_same_arrays(simple, _read_obj_by_loadtxt(data))
+
+
+def assert_same_arrays(ours: tuple, theirs: tuple) -> None:
+    for mine, expected in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(mine, expected)
+        assert mine.dtype == np.asarray(expected).dtype
 
 
 class _EmbreexScene:
