@@ -31,6 +31,7 @@ from typing import Protocol
 import numpy as np
 import trimesh
 
+from raymap.distinct import distinct_points
 from raymap.errors import MeshError
 from raymap.ply import read_ply
 from raymap.text_numbers import parse_numbers
@@ -241,45 +242,14 @@ def _read_off(data: bytes, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _shared_corners(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One vertex per distinct position: STL stores every corner of every triangle, three
-    times the vertices of the mesh, which the hull and the scene would otherwise carry.
-
-    Positions are equal when their bits are (as raw bytes would compare). They are grouped by
-    a 64-bit hash of their bits, sorted (one integer key: 3x faster than ``np.unique`` on
-    24-byte rows), and every corner is checked against its group's first: a collision falls
-    back to sorting the three coordinates' bits (``np.lexsort``)."""
+    """One vertex per distinct position (:mod:`raymap.distinct`): STL stores every corner of
+    every triangle, three times the vertices of the mesh, which the hull and the scene would
+    otherwise carry."""
     if len(vertices) == 0:
         return vertices, faces
-    rows = np.ascontiguousarray(vertices, dtype=np.float64)
-    bits = rows.view(np.uint64)  # (V, 3)
-    order, starts = _equal_runs(bits @ _HASH_MULTIPLIERS)
-    inverse = np.empty(len(order), dtype=np.int64)
-    inverse[order] = np.cumsum(starts) - 1
-    first = order[starts]
-    if not (bits[first][inverse] == bits).all():  # two positions with one hash
-        order, starts = _equal_runs(bits, np.lexsort((bits[:, 2], bits[:, 1], bits[:, 0])))
-        inverse[order] = np.cumsum(starts) - 1
-        first = order[starts]
+    rows = np.asarray(vertices, dtype=np.float64)
+    first, inverse = distinct_points(rows)
     return rows[first], inverse[faces]
-
-
-# Odd 64-bit constants (splitmix64's): the hash is sum(bits_i * C_i) modulo 2**64.
-_HASH_MULTIPLIERS = np.array(
-    [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64
-)
-
-
-def _equal_runs(keys: np.ndarray, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``order`` sorting ``keys`` (rows or scalars; argsort if not given) and where each run
-    of equal keys starts in that order."""
-    if order is None:
-        order = np.argsort(keys)
-    ordered = keys[order]
-    starts = np.empty(len(order), dtype=bool)
-    starts[0] = True
-    different = ordered[1:] != ordered[:-1]
-    starts[1:] = different.any(axis=1) if different.ndim == 2 else different
-    return order, starts
 
 
 # Binary STL: an 80-byte header, a uint32 triangle count, then 50 bytes per triangle

@@ -10,6 +10,7 @@ import pytest
 import trimesh
 
 import raymap
+import raymap.distinct
 from raymap.mesh import _Y_UP_TO_Z_UP, file_type_of
 from tests.raymap_testing import CHAIR, MODELNET_MINI
 
@@ -55,7 +56,7 @@ def test_binary_stl_gives_trimeshs_triangles_on_shared_vertices(
     """numpy's reading of a binary STL, its corners merged: trimesh's triangles exactly, and
     as many vertices as distinct corner positions, even if every position had one hash."""
     if collide:
-        monkeypatch.setattr(raymap.mesh, "_HASH_MULTIPLIERS", np.zeros(3, dtype=np.uint64))
+        monkeypatch.setattr(raymap.distinct, "_HASH_MULTIPLIERS", np.zeros(3, dtype=np.uint64))
     exported = raymap.load_mesh_file(path)
     data = trimesh.Trimesh(exported.vertices, exported.faces, process=False).export(file_type="stl")
     mesh = raymap.load_mesh(data, "stl")
