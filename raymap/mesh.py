@@ -8,9 +8,9 @@ GLB/GLTF meshes are turned to +Z up, the polar axis of the grid.
 The numbers of an OFF file (ModelNet's glued header ``OFF490 518 0`` included) and of an
 ASCII PLY of triangles are read by a vectorized parser that gives numpy's values bit for bit
 (:mod:`raymap.text_numbers`); a binary PLY of triangles by ``np.frombuffer``
-(:mod:`raymap.ply`) and a binary STL too; an OBJ of only ``v`` and ``f`` lines by numpy's C
-parser. Anything else (polygons, colours, ASCII STL, GLB, GLTF, other OBJ) goes through
-trimesh's loaders.
+(:mod:`raymap.ply`), a binary STL and a GLB of one mesh (:mod:`raymap.glb`) too; an OBJ of
+only ``v`` and ``f`` lines by numpy's C parser. Anything else (polygons, colours, ASCII STL,
+scenes of several meshes, GLTF, other OBJ) goes through trimesh's loaders.
 
 What an upload can make the loader read is the upload itself: every loader gets the bytes
 without a path or a resolver, so an OBJ's ``mtllib /etc/passwd`` or a glTF's ``file:`` URI
@@ -33,6 +33,7 @@ import trimesh
 
 from raymap.distinct import distinct_points
 from raymap.errors import MeshError
+from raymap.glb import read_glb
 from raymap.ply import read_ply
 from raymap.text_numbers import parse_numbers
 
@@ -83,7 +84,8 @@ def load_mesh(data: bytes, file_type: str, max_faces: int = DEFAULT_MAX_FACES) -
         )
     if not data:
         raise MeshError(f"the {fmt.upper()} file is empty")
-    reader = {"obj": _read_simple_obj, "ply": read_ply, "stl": _read_binary_stl}.get(fmt)
+    readers = {"obj": _read_simple_obj, "ply": read_ply, "stl": _read_binary_stl, "glb": read_glb}
+    reader = readers.get(fmt)
     simple = reader(data) if reader is not None else None  # None: not the layout it reads
     if fmt == "off":
         vertices, faces = _read_off(data, max_faces)
