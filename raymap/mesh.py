@@ -9,7 +9,8 @@ The numbers of an OFF file (ModelNet's glued header ``OFF490 518 0`` included) a
 ASCII PLY of triangles are read by a vectorized parser that gives numpy's values bit for bit
 (:mod:`raymap.text_numbers`); a binary PLY of triangles by ``np.frombuffer``
 (:mod:`raymap.ply`), a binary STL and a GLB of one mesh (:mod:`raymap.glb`) too; an OBJ of
-only ``v`` and ``f`` lines by numpy's C parser. Anything else (polygons, colours, ASCII STL,
+only ``v`` and ``f`` lines by the vectorized parser, or ``np.loadtxt`` when it has comments
+or more columns. Anything else (polygons, colours, ASCII STL,
 scenes of several meshes, GLTF, other OBJ) goes through trimesh's loaders.
 
 What an upload can make the loader read is the upload itself: every loader gets the bytes
@@ -50,7 +51,10 @@ _COUNT = re.compile(rb"[0-9]+")
 _OBJ_OTHER_LINE = re.compile(rb"^(?![vf][ \t]|#|[ \t\r]*$)", re.MULTILINE)
 _OBJ_FACE_LINE = re.compile(rb"^f[ \t]", re.MULTILINE)
 _OBJ_VERTEX_LINE = re.compile(rb"^v[ \t]", re.MULTILINE)
-_OBJ_SLASHED = re.compile(rb"/[^ \t\r\n]*")  # not int(): it also takes "4_0", "+4" and "٤"
+_OBJ_SLASHED = re.compile(rb"/[^ \t\r\n]*")
+_OBJ_LEADING_COMMENTS = re.compile(
+    rb"(?:#[^\n]*\n)+"
+)  # not int(): it also takes "4_0", "+4" and "٤"
 # A JSON document nested deeper than this is no glTF; json.loads would recurse into it.
 _MAX_JSON_DEPTH = 64
 
@@ -322,17 +326,16 @@ def _read_plain_obj(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
     faces), the letters blanked and the numbers read by
     :func:`~raymap.text_numbers.parse_numbers`: numpy's values bit for bit. ``None`` for any
     other OBJ (the readers after this one decide)."""
-    body = data
-    while body.startswith(b"#"):  # leading comments only; any other "#" goes elsewhere
-        body = body[body.find(b"\n") + 1 :] if b"\n" in body else b""
-    if b"#" in body or b"\r" in body:
+    comments = _OBJ_LEADING_COMMENTS.match(data)
+    body = data[comments.end() :] if comments else data
+    if b"#" in body or b"\r" in body:  # a comment elsewhere, or CRLF: the readers after this
         return None
     body = body.rstrip(b" \t\n") + b"\n"  # trimesh ends its export with a blank line
     first_face = body.find(b"\nf") + 1
     if first_face == 0 or not body.startswith(b"v"):
         return None
     blocks = []
-    for block, letter, width in ((body[:first_face], b"v", 3), (body[first_face:], b"f", 3)):
+    for block, letter in ((body[:first_face], b"v"), (body[first_face:], b"f")):
         chars = np.frombuffer(block, dtype=np.uint8).copy()
         line_starts = np.flatnonzero(chars[:-1] == ord("\n")) + 1
         line_starts = np.concatenate([[0], line_starts[line_starts < len(chars)]])
@@ -344,9 +347,9 @@ def _read_plain_obj(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
         if letter == b"f" and b"/" in text:
             text = _OBJ_SLASHED.sub(b"", text)
         values = parse_numbers(text)
-        if values is None or values.size != width * len(line_starts):
+        if values is None or values.size != 3 * len(line_starts):
             return None  # more columns, polygons, or numbers numpy reads its own way
-        blocks.append(values.reshape(-1, width))
+        blocks.append(values.reshape(-1, 3))
     vertices, corners = blocks
     faces = corners.astype(np.int64)
     if not (faces == corners).all() or faces.min() < 1:  # 0 or relative indices
