@@ -1,7 +1,9 @@
-"""Shared helpers for the raymap tests: fixture paths and a map comparison that reports."""
+"""Shared helpers for the raymap tests: fixture paths, a map comparison that reports, and the
+readers' comparison with trimesh."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,3 +36,21 @@ def assert_maps_close(
 def rotation_about_z(angle: float) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def assert_same_arrays(ours: tuple, theirs: tuple) -> None:
+    """Each of ``ours`` equal to its counterpart in ``theirs`` bit for bit, of the same dtype."""
+    for mine, expected in zip(ours, theirs, strict=True):
+        assert mine.dtype == np.asarray(expected).dtype
+        np.testing.assert_array_equal(mine, expected)
+
+
+def assert_reads_as_trimesh(
+    read: Callable[[bytes], tuple | None], file_type: str, data: bytes
+) -> None:
+    """``read`` (one of raymap's numpy readers) takes ``data`` and gives trimesh's arrays."""
+    from raymap.mesh import _read_with_trimesh
+
+    ours = read(data)
+    assert ours is not None, f"{read.__name__} left this file to trimesh"
+    assert_same_arrays(ours, _read_with_trimesh(data, file_type))

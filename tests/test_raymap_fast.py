@@ -18,7 +18,7 @@ from raymap.grid import directions
 from raymap.mesh import _off_lines, _read_obj_by_loadtxt, _read_plain_obj
 from raymap.normalize import normalize
 from raymap.project import convex_hull_faces
-from tests.raymap_testing import CHAIR, MODELNET_MINI
+from tests.raymap_testing import CHAIR, MODELNET_MINI, assert_same_arrays
 
 
 def embreex_hits(vertices: np.ndarray, faces: np.ndarray, origins, dirs) -> dict:
@@ -152,12 +152,6 @@ def test_trimeshs_obj_export_takes_the_plain_path_and_matches(path) -> None:
     simple = _read_plain_obj(data)
     assert simple is not None
     assert_same_arrays(simple, _read_obj_by_loadtxt(data))
-
-
-def assert_same_arrays(ours: tuple, theirs: tuple) -> None:
-    for mine, expected in zip(ours, theirs, strict=True):
-        np.testing.assert_array_equal(mine, expected)
-        assert mine.dtype == np.asarray(expected).dtype
 
 
 class _EmbreexScene:

@@ -14,7 +14,7 @@ import trimesh
 import raymap
 from raymap.glb import read_glb
 from raymap.mesh import _Y_UP_TO_Z_UP, _read_with_trimesh
-from tests.raymap_testing import CHAIR, MODELNET_MINI
+from tests.raymap_testing import CHAIR, MODELNET_MINI, assert_reads_as_trimesh
 
 MESHES = [CHAIR, *sorted(MODELNET_MINI.glob("*/*/*.off"))[:4]]
 
@@ -76,20 +76,11 @@ def one_mesh(
     )
 
 
-def assert_trimeshs_arrays(data: bytes) -> None:
-    ours = read_glb(data)
-    assert ours is not None, "the numpy reader left this file to trimesh"
-    vertices, faces = _read_with_trimesh(data, "glb")
-    for mine, theirs in zip(ours, (vertices, faces), strict=True):
-        assert mine.dtype == theirs.dtype
-        np.testing.assert_array_equal(mine, theirs)
-
-
 @pytest.mark.parametrize("path", MESHES, ids=lambda p: Path(p).stem)
 def test_trimeshs_glb_export_reads_as_trimesh_reads_it(path: Path) -> None:
     mesh = raymap.load_mesh_file(path)
     plain = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
-    assert_trimeshs_arrays(plain.export(file_type="glb"))
+    assert_reads_as_trimesh(read_glb, "glb", plain.export(file_type="glb"))
 
 
 @pytest.mark.parametrize("index_type", ["<u1", "<u2", "<u4", None])
@@ -99,14 +90,16 @@ def test_every_index_width_and_none(index_type: str | None) -> None:
         vertices, indices = box.vertices[box.faces].reshape(-1, 3), None
     else:
         vertices, indices = box.vertices, box.faces.astype(index_type).ravel()
-    assert_trimeshs_arrays(one_mesh(vertices, indices))
+    assert_reads_as_trimesh(read_glb, "glb", one_mesh(vertices, indices))
 
 
 def test_an_identity_matrix_is_no_transform() -> None:
     box = trimesh.creation.box()
     identity = np.eye(4).ravel(order="F").tolist()
-    assert_trimeshs_arrays(
-        one_mesh(box.vertices, box.faces.astype("<u4").ravel(), {"matrix": identity})
+    assert_reads_as_trimesh(
+        read_glb,
+        "glb",
+        one_mesh(box.vertices, box.faces.astype("<u4").ravel(), {"matrix": identity}),
     )
 
 

@@ -12,7 +12,7 @@ import trimesh
 import raymap
 from raymap.mesh import _read_with_trimesh
 from raymap.ply import read_ply
-from tests.raymap_testing import CHAIR, MODELNET_MINI
+from tests.raymap_testing import CHAIR, MODELNET_MINI, assert_reads_as_trimesh
 
 MESHES = [CHAIR, *sorted(MODELNET_MINI.glob("*/*/*.off"))[:4]]
 TETRA_VERTICES = ["0 0 0", "1 0 0", "0 1 0", "0 0 1"]
@@ -43,15 +43,6 @@ def ply_text(
     return (newline.join(lines) + newline).encode()
 
 
-def assert_trimeshs_arrays(data: bytes) -> None:
-    ours = read_ply(data)
-    assert ours is not None, "the vectorized reader left this file to trimesh"
-    vertices, faces = _read_with_trimesh(data, "ply")
-    for mine, theirs in zip(ours, (vertices, faces), strict=True):
-        assert mine.dtype == theirs.dtype
-        np.testing.assert_array_equal(mine, theirs)
-
-
 def binary_ply(
     order: str, vertex_fields: list[tuple[str, str]], vertices: np.ndarray, faces: np.ndarray
 ) -> bytes:
@@ -80,14 +71,16 @@ def binary_ply(
 def test_exported_meshes_read_as_trimesh_reads_them(path: Path, encoding: str) -> None:
     mesh = raymap.load_mesh_file(path)
     plain = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
-    assert_trimeshs_arrays(trimesh.exchange.ply.export_ply(plain, encoding=encoding))
+    assert_reads_as_trimesh(
+        read_ply, "ply", trimesh.exchange.ply.export_ply(plain, encoding=encoding)
+    )
 
 
 @pytest.mark.parametrize("order", ["<", ">"])
 def test_binary_of_either_byte_order_and_any_vertex_properties(order: str) -> None:
     mesh = raymap.load_mesh_file(CHAIR)
     fields = [("red", "u1"), ("z", "f8"), ("x", "f4"), ("confidence", "f4"), ("y", "f8")]
-    assert_trimeshs_arrays(binary_ply(order, fields, mesh.vertices, mesh.faces))
+    assert_reads_as_trimesh(read_ply, "ply", binary_ply(order, fields, mesh.vertices, mesh.faces))
 
 
 @pytest.mark.parametrize(
@@ -113,8 +106,10 @@ def test_binary_of_either_byte_order_and_any_vertex_properties(order: str) -> No
 def test_other_vertex_properties_and_orders(
     properties: list[str], rows: list[str], index_list: str, newline: str
 ) -> None:
-    assert_trimeshs_arrays(
-        ply_text(properties, rows, TETRA_FACES, index_list, "obj_info scanner", newline)
+    assert_reads_as_trimesh(
+        read_ply,
+        "ply",
+        ply_text(properties, rows, TETRA_FACES, index_list, "obj_info scanner", newline),
     )
 
 
