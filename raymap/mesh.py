@@ -36,7 +36,7 @@ from raymap.distinct import distinct_points
 from raymap.errors import MeshError
 from raymap.glb import read_glb
 from raymap.ply import read_ply
-from raymap.text_numbers import parse_numbers
+from raymap.text_numbers import counted_triangles, parse_numbers
 
 SUPPORTED_FORMATS: tuple[str, ...] = ("obj", "off", "stl", "ply", "glb", "gltf")
 DEFAULT_MAX_FACES = 500_000
@@ -412,13 +412,8 @@ def _off_blocks(
     n_vertex_values = 3 * n_vertices
     if values.size != n_vertex_values + 4 * n_faces:
         return None
-    corners = values[n_vertex_values:].reshape(n_faces, 4)
-    if not (corners[:, 0] == 3).all():
-        return None
-    faces = corners[:, 1:].astype(np.int64)
-    if not (faces == corners[:, 1:]).all():
-        raise MeshError("cannot read the OFF file: a face index is not a whole number")
-    return values[:n_vertex_values].reshape(n_vertices, 3), faces
+    faces = counted_triangles(values[n_vertex_values:], "OFF")
+    return None if faces is None else (values[:n_vertex_values].reshape(n_vertices, 3), faces)
 
 
 def _short(exc: Exception, limit: int = 200) -> str:

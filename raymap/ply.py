@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from raymap.errors import MeshError
-from raymap.text_numbers import parse_numbers
+from raymap.text_numbers import counted_triangles, parse_numbers
 
 # PLY's scalar types (both spellings) -> numpy's, byte order aside
 _SCALAR_TYPES: dict[str, str] = {
@@ -47,9 +46,9 @@ def read_ply(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
     layout = _TriangleLayout.of_header(data[:end].decode("ascii", "replace"))
     if layout is None:
         return None
-    body = memoryview(data)[body_start:]
-    read = _read_text if layout.byte_order == "=" else _read_binary
-    return read(bytes(body) if layout.byte_order == "=" else body, layout)
+    if layout.byte_order == "=":
+        return _read_text(data[body_start:], layout)
+    return _read_binary(memoryview(data)[body_start:], layout)
 
 
 class _TriangleLayout:
@@ -126,12 +125,9 @@ def _read_text(body: bytes, layout: _TriangleLayout) -> tuple[np.ndarray, np.nda
     n_vertex_values = layout.n_vertices * n_properties
     if values is None or values.size != n_vertex_values + 4 * layout.n_faces:
         return None  # polygons, or numbers trimesh reads its own way
-    corners = values[n_vertex_values:].reshape(layout.n_faces, 4)
-    if not (corners[:, 0] == 3).all():
+    faces = counted_triangles(values[n_vertex_values:], "PLY")
+    if faces is None:
         return None
-    faces = corners[:, 1:].astype(np.int64)
-    if not (faces == corners[:, 1:]).all():
-        raise MeshError("cannot read the PLY file: a face index is not a whole number")
     rows = values[:n_vertex_values].reshape(layout.n_vertices, n_properties)
     columns = [  # each property in its own type first, as trimesh reads it
         rows[:, i].astype(layout.vertex_types[i][1]).astype(np.float64) for i in layout.xyz

@@ -168,19 +168,16 @@ def spherical_map_timed(
     bandwidth: int,
     rotation: np.ndarray | None = None,
     clock: Clock = time.perf_counter,
-    validated: bool = False,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """:func:`spherical_map` and its stage times in ms (wall clock unless ``clock`` is given).
 
-    Keys: ``normalize`` (validation included, unless ``validated``: see :func:`prepare`),
-    ``hull`` (qhull), ``cast`` (both BVH builds and both ray bundles; split into
-    ``cast_build`` and ``cast_rays``), ``features``, ``total``.
+    Keys: ``normalize`` (validation included), ``hull`` (qhull), ``cast`` (both BVH builds
+    and both ray bundles; split into ``cast_build`` and ``cast_rays``), ``features``, ``total``.
     """
     check_bandwidth(bandwidth)
     timings: dict[str, float] = {}
     start = clock()
-    prepared = prepare(mesh, timings, clock, validated)
-    out = project(prepared, bandwidth, rotation, timings, clock)
+    out = project(prepare(mesh, timings, clock), bandwidth, rotation, timings, clock)
     timings["cast"] = timings["cast_build"] + timings["cast_rays"]
     timings["total"] = 1e3 * (clock() - start)
     return out, timings

@@ -21,6 +21,8 @@ import re
 
 import numpy as np
 
+from raymap.errors import MeshError
+
 _WORD = 8  # bytes per uint64 word
 _MAX_BODY = 2 * _WORD  # digits and dot of a fast token: two words
 _MAX_DIGITS = 15  # 10**15 < 2**53: the mantissa is an exact double
@@ -64,6 +66,20 @@ def parse_numbers(text: bytes) -> np.ndarray | None:
         pieces.append(values)
         start = stop
     return np.concatenate(pieces) if pieces else np.zeros(0)
+
+
+def counted_triangles(values: np.ndarray, file_kind: str) -> np.ndarray | None:
+    """``values`` read as rows of ``3 a b c`` (OFF's and PLY's face lists; the size a multiple
+    of 4): the (F, 3) int64 indices, ``None`` when a row counts other than three corners
+    (polygons: trimesh triangulates them), :class:`MeshError` for an index that is no whole
+    number."""
+    rows = values.reshape(-1, 4)
+    if not (rows[:, 0] == 3).all():
+        return None
+    faces = rows[:, 1:].astype(np.int64)
+    if not (faces == rows[:, 1:]).all():
+        raise MeshError(f"cannot read the {file_kind} file: a face index is not a whole number")
+    return faces
 
 
 def _piece_end(text: bytes, at: int) -> int:
@@ -121,12 +137,23 @@ def _short_whole_numbers(
     body = ends - starts
     if body.max(initial=0) > _WORD:
         return None
-    keep = _KEEP_LAST_BYTES.take(body)
-    masked = ((words.take(ends - _WORD) ^ _ASCII_ZEROS) & keep) ^ _ASCII_ZEROS
-    digits = masked - _ASCII_ZEROS
-    if (((masked + _ABOVE_NINE) | digits) & _HIGH_BITS).any():  # a byte that is no digit
+    digits, not_digits = _digit_bytes(_zeros_before(words.take(ends - _WORD), body))
+    if not_digits.any():
         return None
     return _eight_digits(digits).astype(np.float64)
+
+
+def _zeros_before(words: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """``words`` (T,) uint64 with all but their last ``inside`` bytes (``<= 0``: none) read as
+    ``'0'``: what precedes a token, or its sign."""
+    keep = _KEEP_LAST_BYTES.take(inside, mode="clip")
+    return ((words ^ _ASCII_ZEROS) & keep) ^ _ASCII_ZEROS
+
+
+def _digit_bytes(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(digit values per byte, a nonzero flag where a byte is no ASCII digit) of ``words``."""
+    digits = words - _ASCII_ZEROS
+    return digits, ((words + _ABOVE_NINE) | digits) & _HIGH_BITS
 
 
 class _TokenDigits:
@@ -144,14 +171,12 @@ class _TokenDigits:
         """``words`` (T,) uint64 end at the token ends; the last ``inside`` bytes of each
         belong to the token's body (``<= 0``: none): the rest, the sign and what precedes
         the token, read as ``'0'``; a dot too, and it is flagged."""
-        keep = _KEEP_LAST_BYTES.take(inside, mode="clip")
-        words = ((words ^ _ASCII_ZEROS) & keep) ^ _ASCII_ZEROS
+        words = _zeros_before(words, inside)
         not_dot = words ^ _ASCII_DOTS  # a zero byte where the dot is
         dot_flags = (not_dot - _ONES) & ~not_dot & _HIGH_BITS  # exact: no byte is '/'
         words += dot_flags >> np.uint64(6)  # '.' + 2 == '0'
-        digits = words - _ASCII_ZEROS
-        valid = ((words + _ABOVE_NINE) | digits) & _HIGH_BITS == 0
-        return cls(_eight_digits(digits), valid, dot_flags)
+        digits, not_digits = _digit_bytes(words)
+        return cls(_eight_digits(digits), not_digits == 0, dot_flags)
 
     def prepend(self, rows: np.ndarray, high: _TokenDigits) -> None:
         """Put ``high``, the eight digits before these at ``rows``, in front of them."""

@@ -196,16 +196,11 @@ class Runtime:
         start = time.perf_counter()
         mesh = raymap.load_mesh(data, file_type, max_faces=max_faces)
         timings = {"parse": 1e3 * (time.perf_counter() - start)}
-        if preview_faces is None:
-            spherical_map, stages = raymap.spherical_map_timed(
-                mesh, self.info.bandwidth, validated=True
-            )
-            timings.update({key: value for key, value in stages.items() if key != "total"})
-            return spherical_map, timings, None
-        # The same stages by hand, keeping the normalized mesh that is cast for the preview.
-        prepared = prepare(mesh, timings, validated=True)
+        prepared = prepare(mesh, timings, validated=True)  # load_mesh validated it
         spherical_map = project(prepared, self.info.bandwidth, None, timings)
         timings["cast"] = timings["cast_build"] + timings["cast_rays"]
+        if preview_faces is None:
+            return spherical_map, timings, None
         start = time.perf_counter()
         preview = mesh_preview(prepared.normalized, preview_faces)
         timings["preview"] = 1e3 * (time.perf_counter() - start)
