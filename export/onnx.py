@@ -47,7 +47,7 @@ import torch
 
 from model.checkpoint import load_model
 from model.net import SphericalCNN, multiply_adds, parameter_count
-from model.trust import TrustedModel, trust_metadata, trust_threshold
+from model.trust import TrustedModel, descriptor_size, trust_metadata, trust_threshold
 from raymap.contract import CORE_OUTPUTS, INPUT_NAME, NOVELTY, ModelContract
 
 OPSET = 20
@@ -89,6 +89,7 @@ ALLOWED_OPS = frozenset(
         "Relu",
         "Reshape",
         "Shape",
+        "Sigmoid",
         "Slice",
         "Softmax",
         "Split",
@@ -301,7 +302,7 @@ def build_metadata(
         bandwidth=config.bandwidth,
         feature_names=tuple(state["feature_names"]),  # type: ignore[call-overload]
         features_version=str(state["features_version"]),
-        descriptor_size=config.descriptor_size,
+        descriptor_size=descriptor_size(config.descriptor_size, state.get("post_hoc")),  # type: ignore[arg-type]
         grid=str(grid["name"]),
         extra_outputs=((NOVELTY, 1),),
         novelty_threshold=trust_threshold(state.get("post_hoc")),  # type: ignore[arg-type]

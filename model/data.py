@@ -45,10 +45,12 @@ def load_maps(
     workers: int | None = None,
     progress: bool = True,
     root: str | None = None,
+    stretch: float = 0.0,
 ) -> MapSet:
     """Build (or read from the cache) one split's spherical maps; see ``raymap.datasets``.
 
-    ``dataset`` is a named layout or ``folder`` (then ``root`` is the folder).
+    ``dataset`` is a named layout or ``folder`` (then ``root`` is the folder); ``stretch``
+    scales each copy along its own axes first (``raymap.datasets.stretch``).
     """
     arrays = build_split(
         dataset,
@@ -61,6 +63,7 @@ def load_maps(
         workers=workers,
         progress=progress,
         root=None if root is None else Path(root),
+        stretch=stretch,
     )
     return MapSet.from_arrays(arrays)
 

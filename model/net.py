@@ -86,9 +86,15 @@ class SphericalBlock(nn.Module):
         self.conv = SpectralConv(in_channels, out_channels, in_bandwidth, out_bandwidth, n_anchors)
         # Per-channel affine at inference: commutes with rotations.
         self.norm = nn.BatchNorm2d(out_channels)
+        self.mean = SphericalMean(out_bandwidth)  # for summary(); no weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.norm(self.conv(x)))
+
+    def summary(self, x: torch.Tensor) -> torch.Tensor:
+        """This block's output (B, C, 2b, 2b) -> (B, 2C): each channel's spherical mean and root
+        mean square, invariant to rotations of the input like the descriptor."""
+        return torch.cat([self.mean(x), self.mean(x * x).sqrt()], dim=1)
 
 
 def _blocks(
@@ -139,11 +145,37 @@ class SphericalCNN(nn.Module):
 
     def features(self, maps: torch.Tensor) -> torch.Tensor:
         """(B, C, 2b, 2b) -> (B, D) rotation-invariant features before normalization."""
+        return self._run(maps, None)
+
+    def features_and_summaries(self, maps: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The features and every block's invariant summary (``SphericalBlock.summary``), in
+        order: the blocks of each branch, then the joint blocks (``summary_names``)."""
+        summaries: list[torch.Tensor] = []
+        return self._run(maps, summaries), summaries
+
+    def summary_names(self) -> list[str]:
+        names = [f"branch{i}.{j}" for i, b in enumerate(self.branches) for j in range(len(b))]
+        return names + [f"joint.{j}" for j in range(len(self.joint))]
+
+    def _run(self, maps: torch.Tensor, summaries: list[torch.Tensor] | None) -> torch.Tensor:
         parts = maps.split(self.config.branch_channels, dim=1)
-        outs = [branch(part) for branch, part in zip(self.branches, parts, strict=True)]
+        outs = [
+            self._blocks(branch, part, summaries)
+            for branch, part in zip(self.branches, parts, strict=True)
+        ]
         x = torch.cat(outs, dim=1)  # (B, branches * C, 2b', 2b')
-        x = self.joint(x)  # (B, C', 2b', 2b')
+        x = self._blocks(self.joint, x, summaries)  # (B, C', 2b', 2b')
         return self.embed(self.pool(x))  # (B, D)
+
+    @staticmethod
+    def _blocks(
+        blocks: nn.Sequential, x: torch.Tensor, summaries: list[torch.Tensor] | None
+    ) -> torch.Tensor:
+        for block in blocks:
+            x = block(x)
+            if summaries is not None:
+                summaries.append(block.summary(x))
+        return x
 
     def forward(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, C, 2b, 2b) -> logits (B, K), unit-length descriptor (B, D)."""

@@ -81,6 +81,9 @@ class TrainConfig:
     bandwidth: int = 32
     train_rotation: str = "so3"  # none | z | so3, applied to meshes before ray casting
     train_copies: int = 1
+    # Anisotropic scaling of each training copy (raymap.datasets.stretch: factors per axis in
+    # [1/(1+s), 1+s]); the validation split keeps the meshes' own proportions.
+    train_stretch: float = 0.0
     test_rotation: str = "so3"
     seed: int = 0  # initial weights, batch order
     data_seed: int = 0  # rotations of the training and test maps
@@ -357,7 +360,7 @@ def load_data(config: TrainConfig, progress: bool) -> tuple[MapSet, MapSet, MapS
     """
     dataset, root = dataset_of(dataclasses.asdict(config))
 
-    def split(name: str, rotation: str, copies: int) -> MapSet | None:
+    def split(name: str, rotation: str, copies: int, stretch: float = 0.0) -> MapSet | None:
         try:
             return load_maps(
                 dataset,
@@ -369,19 +372,24 @@ def load_data(config: TrainConfig, progress: bool) -> tuple[MapSet, MapSet, MapS
                 limit_per_class=config.limit_per_class,
                 progress=progress,
                 root=root,
+                stretch=stretch,
             )
         except FileNotFoundError:
             if name == "train":
                 raise
             return None  # a folder without this split
 
-    full_train = split("train", config.train_rotation, config.train_copies)
+    full_train = split("train", config.train_rotation, config.train_copies, config.train_stretch)
     assert full_train is not None
     own_validation = split("validation", config.test_rotation, 1) if root else None
     if own_validation is not None:
         train_set, val_set = full_train, own_validation
     else:
         train_set, val_set = split_validation(full_train, config.val_fraction, config.val_seed)
+        if config.train_stretch:  # the same held-out meshes and rotations, unstretched
+            unstretched = split("train", config.train_rotation, config.train_copies)
+            assert unstretched is not None
+            _, val_set = split_validation(unstretched, config.val_fraction, config.val_seed)
     test_set = split("test", config.test_rotation, 1)
     if test_set is None:
         test_set = subset(train_set, np.zeros(len(train_set), dtype=bool))

@@ -15,9 +15,16 @@ checkpoint again with a ``post_hoc`` entry that ``export.onnx`` bakes into the g
   shapes against the choosing half of SHREC'11 (rotated) among: ``msp`` (1 - max calibrated
   probability), ``max_logit``, ``energy`` (-T logsumexp(logits / T)), ``mahalanobis`` (squared
   distance of the features to the nearest class mean, shared within-class covariance),
-  ``knn`` (1 - cosine to the nearest training descriptor), and sums of two of them, each
-  standardized on validation; the threshold is the ``keep`` quantile (default 0.95) of the
-  validation scores, so that share of in-class shapes stays ``known``.
+  ``knn`` (1 - cosine to the nearest training descriptor), sums of two of them, and
+  ``layers``: ``knn`` plus the same distance for every block's rotation-invariant summary
+  (``knn:<block>``: the channels' spherical means and RMS, ``SphericalBlock.summary``; one bank
+  per block), each standardized on validation; the threshold is the ``keep`` quantile
+  (default 0.95) of the validation scores, so that share of in-class shapes stays ``known``;
+* a familiarity coordinate appended to the descriptor (``TrustedModel.with_familiarity``:
+  ``w * sigmoid((threshold - novelty) / width)``, then normalized), so that a stranger's best
+  match scores below a known shape's: weight and width chosen like the transform, by the share
+  of strangers' best matches below the 5th percentile of validation queries', among those that
+  keep validation mAP (within 0.01) and pair AUROC (within 0.001) of the descriptor without it.
 
 ``report --model ONNX --gallery NPZ`` (onnxruntime, the shipped files) prints the test-split
 figures: accuracy, ECE before/after the temperature, novelty AUROC and the shares at the
@@ -53,6 +60,13 @@ from model.net import SphericalCNN
 OOD_DATASET = "shrec11"
 OOD_SEED = 11
 SCORES = ("msp", "max_logit", "energy", "mahalanobis", "knn")
+# "knn:<block>": 1 - cosine of a block's summary (SphericalBlock.summary) to the nearest training
+# shape's; the "layers" candidate sums it over every block with the descriptor's knn.
+LAYER_KNN = "knn:"
+# The descriptor's familiarity coordinate tried by the fit: weights (0 = none) and the width of
+# its step from familiar to stranger, in standard deviations of validation novelty.
+FAMILIARITY_WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5)
+FAMILIARITY_WIDTHS = (1.0, 0.5, 0.25, 0.1)
 KEEP = 0.95
 BINS = 15
 # Eigenvalue floor of the whitening and Mahalanobis covariances, relative to their mean.
@@ -84,6 +98,10 @@ class TrustedModel(nn.Module):
         descriptor = post_hoc["descriptor"]
         self.register_buffer("mean", _tensor(descriptor["mean"]))
         self.register_buffer("matrix", _tensor(descriptor["matrix"]))
+        familiarity = descriptor.get("familiarity") or {"weight": 0.0}
+        self.familiarity_weight = float(familiarity["weight"])
+        self.familiarity_centre = float(familiarity.get("centre", 0.0))
+        self.familiarity_scale = float(familiarity.get("scale", 1.0))
         novelty = post_hoc["novelty"]
         self.components = list(novelty["components"])
         self.register_buffer("loc", _tensor(novelty["loc"]))
@@ -92,18 +110,54 @@ class TrustedModel(nn.Module):
         self.register_buffer("projection", _tensor(novelty.get("projection", empty)))
         self.register_buffer("class_means", _tensor(novelty.get("class_means", empty)))
         self.register_buffer("bank", _tensor(novelty.get("bank", empty)))
+        # One bank per block summary a "knn:<block>" component reads (buffers layer_bank_<i>).
+        self.summary_index = {name: i for i, name in enumerate(network.summary_names())}
+        self.layer_bank_index: dict[str, int] = {}
+        for i, (name, bank) in enumerate(novelty.get("layer_banks", {}).items()):
+            if name not in self.summary_index:
+                raise ValueError(f"no block {name!r}; the network has {list(self.summary_index)}")
+            self.register_buffer(f"layer_bank_{i}", _tensor(bank))
+            self.layer_bank_index[name] = i
+        self.needs_summaries = any(c.startswith(LAYER_KNN) for c in self.components)
 
-    def head(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Features (N, D) before normalization -> the three outputs."""
+    @property
+    def descriptor_size(self) -> int:
+        return descriptor_size(self.network.config.descriptor_size, self.post_hoc)
+
+    def head(
+        self, features: torch.Tensor, summaries: Sequence[torch.Tensor] = ()
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Features (N, D) before normalization and the block summaries -> the three outputs."""
         logits = self.network.classifier(features)
         probabilities = torch.softmax(logits / self.temperature, dim=1)
         descriptor = F.normalize((features - self.mean) @ self.matrix.T, dim=1)
-        parts = [self.score(name, logits, features, descriptor) for name in self.components]
+        parts = [
+            self.score(name, logits, features, descriptor, summaries) for name in self.components
+        ]
         novelty = ((torch.stack(parts, dim=1) - self.loc) / self.scale).sum(dim=1)
-        return probabilities, descriptor, novelty
+        return probabilities, self.with_familiarity(descriptor, novelty), novelty
+
+    def with_familiarity(self, descriptor: torch.Tensor, novelty: torch.Tensor) -> torch.Tensor:
+        """The unit descriptor with one more coordinate, ``w * k``, where the familiarity
+        ``k = sigmoid((centre - novelty) / scale)`` is ~1 for a shape like the training classes
+        and ~0 for a stranger (the rest scaled by ``sqrt(1 - w^2)``), normalized again. Two
+        familiar shapes score ``(1 - w^2) cos + w^2``; a stranger against a familiar shape
+        ``sqrt(1 - w^2) cos``: its best match scores below a known shape's. ``w = 0``: no
+        coordinate."""
+        w = self.familiarity_weight
+        if not w:
+            return descriptor
+        known = torch.sigmoid((self.familiarity_centre - novelty) / self.familiarity_scale)
+        extended = torch.cat([math.sqrt(1.0 - w * w) * descriptor, w * known.unsqueeze(1)], dim=1)
+        return F.normalize(extended, dim=1)
 
     def score(
-        self, name: str, logits: torch.Tensor, features: torch.Tensor, descriptor: torch.Tensor
+        self,
+        name: str,
+        logits: torch.Tensor,
+        features: torch.Tensor,
+        descriptor: torch.Tensor,
+        summaries: Sequence[torch.Tensor] = (),
     ) -> torch.Tensor:
         t = self.temperature
         if name == "msp":
@@ -118,10 +172,23 @@ class TrustedModel(nn.Module):
             return gaps.pow(2).sum(dim=2).amin(dim=1)
         if name == "knn":
             return 1.0 - (descriptor @ self.bank.T).amax(dim=1)
-        raise ValueError(f"unknown novelty score {name!r}; known: {SCORES}")
+        if name.startswith(LAYER_KNN):
+            block = name[len(LAYER_KNN) :]
+            summary = F.normalize(summaries[self.summary_index[block]], dim=1)
+            bank = getattr(self, f"layer_bank_{self.layer_bank_index[block]}")
+            return 1.0 - (summary @ bank.T).amax(dim=1)
+        raise ValueError(f"unknown novelty score {name!r}; known: {SCORES}, {LAYER_KNN}<block>")
 
     def forward(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.needs_summaries:
+            return self.head(*self.network.features_and_summaries(maps))
         return self.head(self.network.features(maps))
+
+
+def descriptor_size(network_size: int, post_hoc: dict[str, Any] | None) -> int:
+    """The exported descriptor's length: the network's, plus the familiarity coordinate."""
+    familiarity = (post_hoc or {}).get("descriptor", {}).get("familiarity") or {}
+    return network_size + (1 if familiarity.get("weight") else 0)
 
 
 def _tensor(values: object) -> torch.Tensor:
@@ -165,6 +232,9 @@ def trust_metadata(post_hoc: dict[str, Any] | None) -> dict[str, Any]:
         "fitted": bool(post_hoc.get("fitted", False)),
         "temperature": float(post_hoc["temperature"]),
         "descriptor_transform": post_hoc["descriptor"]["kind"],
+        "familiarity_weight": float(
+            (post_hoc["descriptor"].get("familiarity") or {}).get("weight", 0.0)
+        ),
         "novelty_score": "+".join(novelty["components"]),
         "novelty_keep": novelty.get("keep"),
         "fitted_on": {k: v for k, v in fitted_on.items() if k != "ood_choosing_classes"},
@@ -178,6 +248,35 @@ def trust_metadata(post_hoc: dict[str, Any] | None) -> dict[str, Any]:
             .get("auroc"),
         },
     }
+
+
+@dataclasses.dataclass
+class Invariants:
+    """What the head reads, for N shapes: features (N, D) and each block's summary (N, d_b)."""
+
+    features: torch.Tensor
+    summaries: list[torch.Tensor]
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def invariants_of(network: SphericalCNN, data: MapSet, batch_size: int = 256) -> Invariants:
+    """The network's features and block summaries of ``data``, in float64."""
+    network.eval()
+    parts = []
+    with torch.no_grad():
+        for index in batches(len(data), batch_size) or [torch.arange(0)]:
+            features, summaries = network.features_and_summaries(data.maps[index])
+            parts.append(Invariants(features.double(), [s.double() for s in summaries]))
+    return concatenated(parts)
+
+
+def concatenated(parts: Sequence[Invariants]) -> Invariants:
+    return Invariants(
+        torch.cat([p.features for p in parts]),
+        [torch.cat(layer) for layer in zip(*(p.summaries for p in parts), strict=True)],
+    )
 
 
 def features_of(network: SphericalCNN, data: MapSet, batch_size: int = 256) -> torch.Tensor:
@@ -250,13 +349,13 @@ def stranger_share(inside: np.ndarray, strangers: np.ndarray, quantile: float = 
 
 @dataclasses.dataclass
 class FitData:
-    train_features: torch.Tensor  # training part: statistics of the transforms and scores
-    bank_features: torch.Tensor  # training part, one copy per mesh: the retrieval gallery
-    train_labels: torch.Tensor  # of train_features
-    val_features: torch.Tensor  # every copy
+    train: Invariants  # training part: statistics of the transforms and scores
+    bank: Invariants  # training part, one copy per mesh: the retrieval gallery, the knn banks
+    train_labels: torch.Tensor  # of train
+    val: Invariants  # every copy
     val_labels: torch.Tensor
     val_first: np.ndarray  # rows of the first copy of each validation mesh
-    ood_features: torch.Tensor  # SHREC'11 choosing half, rotated
+    ood: Invariants  # SHREC'11 choosing half, rotated
     class_names: list[str]
     choosing: list[str]
     reporting: list[str]
@@ -294,16 +393,16 @@ def load_fit_data(network: SphericalCNN, state: dict[str, Any], progress: bool) 
         subset(part, np.array([part.class_names[int(y)] in choosing for y in part.labels]))
         for part in ood
     ]
-    ood_features = torch.cat([features_of(network, part) for part in keep])
-    bank_features = features_of(network, bank)
+    ood = concatenated([invariants_of(network, part) for part in keep])
+    bank_invariants = invariants_of(network, bank)
     return FitData(
-        train_features=bank_features,
-        bank_features=bank_features,
+        train=bank_invariants,
+        bank=bank_invariants,
         train_labels=bank.labels,
-        val_features=features_of(network, val),
+        val=invariants_of(network, val),
         val_labels=val.labels,
         val_first=val_first,
-        ood_features=ood_features,
+        ood=ood,
         class_names=bank.class_names,
         choosing=choosing,
         reporting=reporting,
@@ -311,12 +410,30 @@ def load_fit_data(network: SphericalCNN, state: dict[str, Any], progress: bool) 
 
 
 def _outputs(
-    network: SphericalCNN, post_hoc: dict[str, Any], features: torch.Tensor
+    network: SphericalCNN, post_hoc: dict[str, Any], shapes: Invariants
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     model = TrustedModel(network, post_hoc).double().eval()
     with torch.no_grad():
-        p, d, n = model.head(features.double())
+        p, d, n = model.head(shapes.features.double(), [s.double() for s in shapes.summaries])
     return p.numpy(), d.numpy(), n.numpy()
+
+
+def _retrieval_row(
+    network: SphericalCNN, trial: dict[str, Any], data: FitData, predictions: np.ndarray
+) -> dict[str, float]:
+    """How ``trial``'s descriptor separates strangers and ranks validation shapes (queries: one
+    copy per validation mesh; gallery: the training part, one copy per mesh)."""
+    first = data.val_first
+    labels = data.val_labels.numpy()[first]
+    _, bank, _ = _outputs(network, trial, data.bank)
+    _, val_d, _ = _outputs(network, trial, data.val)
+    _, ood_d, _ = _outputs(network, trial, data.ood)
+    inside, strangers = best_match(val_d[first], bank), best_match(ood_d, bank)
+    return {
+        "stranger_share": stranger_share(inside, strangers),
+        "val_mAP": retrieval_metrics(val_d[first], labels, predictions)["mAP"],
+        "val_pair_auroc": pair_auroc(val_d[first], labels),
+    }
 
 
 def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, Any]:
@@ -324,7 +441,7 @@ def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, A
     network = copy.deepcopy(network).double().eval()  # the caller's network stays as it is
     report: dict[str, Any] = {}
     with torch.no_grad():
-        val_logits = network.classifier(data.val_features)
+        val_logits = network.classifier(data.val.features)
     temperature = fit_temperature(val_logits, data.val_labels)
     labels = data.val_labels.numpy()
     before = torch.softmax(val_logits, 1).numpy()
@@ -334,25 +451,16 @@ def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, A
         "val_ece_before": expected_calibration_error(before, labels, BINS),
         "val_ece_after": expected_calibration_error(after, labels, BINS),
     }
+    predictions = after[data.val_first].argmax(1)
 
     # Descriptor transform.
     plain = identity_post_hoc(network.config.descriptor_size)
     plain["temperature"] = temperature
-    candidates = descriptor_candidates(data.train_features.numpy())
-    rows = {}
-    first = data.val_first
-    for name, descriptor in candidates.items():
-        trial = {**plain, "descriptor": descriptor}
-        _, bank, _ = _outputs(network, trial, data.bank_features)
-        _, val_d, _ = _outputs(network, trial, data.val_features)
-        _, ood_d, _ = _outputs(network, trial, data.ood_features)
-        inside, strangers = best_match(val_d[first], bank), best_match(ood_d, bank)
-        predictions = after[first].argmax(1)
-        rows[name] = {
-            "stranger_share": stranger_share(inside, strangers),
-            "val_mAP": retrieval_metrics(val_d[first], labels[first], predictions)["mAP"],
-            "val_pair_auroc": pair_auroc(val_d[first], labels[first]),
-        }
+    candidates = descriptor_candidates(data.train.features.numpy())
+    rows = {
+        name: _retrieval_row(network, {**plain, "descriptor": descriptor}, data, predictions)
+        for name, descriptor in candidates.items()
+    }
     floor = rows["none"]["val_mAP"] - 0.01
     allowed = [n for n, r in rows.items() if r["val_mAP"] >= floor]
     chosen = max(allowed, key=lambda n: rows[n]["stranger_share"])
@@ -360,55 +468,103 @@ def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, A
     descriptor = candidates[chosen]
 
     # Novelty score parameters.
-    features = data.train_features.numpy()
+    features = data.train.features.numpy()
     train_labels = data.train_labels.numpy()
     k = len(data.class_names)
     means = np.stack([features[train_labels == c].mean(axis=0) for c in range(k)])
     within = np.cov(features - means[train_labels], rowvar=False)
     projection = inverse_sqrt(within, SHRINKAGE[0])
     base = {**plain, "descriptor": descriptor}
-    _, bank, _ = _outputs(network, base, data.bank_features)
-    params = {"projection": projection, "class_means": means @ projection.T, "bank": bank}
+    _, bank, _ = _outputs(network, base, data.bank)
+    blocks = network.summary_names()
+    layer_banks = {  # float32, as in the graph (3,535 x 832 numbers for the small network)
+        name: F.normalize(summary, dim=1).numpy().astype(np.float32)
+        for name, summary in zip(blocks, data.bank.summaries, strict=True)
+    }
+    params = {
+        "projection": projection,
+        "class_means": means @ projection.T,
+        "bank": bank,
+        "layer_banks": layer_banks,
+    }
 
     def novelty_of(components: list[str], loc: list[float], scale: list[float]) -> dict[str, Any]:
         return {"components": components, "loc": loc, "scale": scale, **params}
 
     singles: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name in SCORES:
+    for name in (*SCORES, *(LAYER_KNN + block for block in blocks)):
         trial = {**base, "novelty": novelty_of([name], [0.0], [1.0])}
         singles[name] = (
-            _outputs(network, trial, data.val_features)[2],
-            _outputs(network, trial, data.ood_features)[2],
+            _outputs(network, trial, data.val)[2],
+            _outputs(network, trial, data.ood)[2],
         )
+
+    def standardized(names: list[str]) -> tuple[list[str], list[float], list[float]]:
+        loc = [float(singles[x][0].mean()) for x in names]
+        scale = [float(singles[x][0].std()) or 1.0 for x in names]
+        return names, loc, scale
+
     options: dict[str, tuple[list[str], list[float], list[float]]] = {
         name: ([name], [0.0], [1.0]) for name in SCORES
     }
     for i, a in enumerate(SCORES):
         for b in SCORES[i + 1 :]:
-            loc = [float(singles[x][0].mean()) for x in (a, b)]
-            scale = [float(singles[x][0].std()) or 1.0 for x in (a, b)]
-            options[f"{a}+{b}"] = ([a, b], loc, scale)
+            options[f"{a}+{b}"] = standardized([a, b])
+    # Every block's knn with the descriptor's: early blocks see shape (curvature, thickness)
+    # that the class-trained descriptor has learned to ignore.
+    options["layers"] = standardized(["knn", *(LAYER_KNN + block for block in blocks)])
     scores = {}
     for name, (components, loc, scale) in options.items():
         trial = {**base, "novelty": novelty_of(components, loc, scale)}
-        inside = _outputs(network, trial, data.val_features)[2]
-        outside = _outputs(network, trial, data.ood_features)[2]
+        inside = _outputs(network, trial, data.val)[2]
+        outside = _outputs(network, trial, data.ood)[2]
         threshold = float(np.quantile(inside, keep))
         scores[name] = {
             "auroc": auroc(inside, outside),
             "ood_flagged": float(np.mean(outside > threshold)),
             "threshold": threshold,
+            "val_std": float(inside.std()),
         }
     chosen_score = max(scores, key=lambda n: scores[n]["auroc"])
     components, loc, scale = options[chosen_score]
     novelty = novelty_of(components, loc, scale)
-    for unused in ("projection", "class_means", "bank"):
-        needed = {"projection": "mahalanobis", "class_means": "mahalanobis", "bank": "knn"}
-        if needed[unused] not in components:
+    needed = {"projection": "mahalanobis", "class_means": "mahalanobis", "bank": "knn"}
+    for unused, user in needed.items():
+        if user not in components:
             novelty.pop(unused)
+    novelty["layer_banks"] = {
+        block: bank for block, bank in layer_banks.items() if LAYER_KNN + block in components
+    }
     novelty["threshold"] = scores[chosen_score]["threshold"]
     novelty["keep"] = keep
     report["novelty"] = {"candidates": scores, "chosen": chosen_score}
+
+    # The descriptor's familiarity coordinate: k = 1/2 at the threshold, ~1 inside, ~0 outside.
+    std = scores[chosen_score]["val_std"] or 1.0
+    familiarities = {"0": {"weight": 0.0}} | {
+        f"{weight:g} / {width:g} std": {
+            "weight": weight,
+            "centre": novelty["threshold"],
+            "scale": width * std,
+        }
+        for weight in FAMILIARITY_WEIGHTS[1:]
+        for width in FAMILIARITY_WIDTHS
+    }
+    rows = {}
+    for name, familiarity in familiarities.items():
+        trial_descriptor = {**descriptor, "familiarity": familiarity}
+        trial = {**base, "descriptor": trial_descriptor, "novelty": novelty}
+        rows[name] = _retrieval_row(network, trial, data, predictions)
+    plain_row = rows["0"]
+    allowed = [
+        name
+        for name, r in rows.items()
+        if r["val_mAP"] >= plain_row["val_mAP"] - 0.01
+        and r["val_pair_auroc"] >= plain_row["val_pair_auroc"] - 0.001
+    ]
+    chosen_familiarity = max(allowed, key=lambda name: rows[name]["stranger_share"])
+    report["familiarity"] = {"candidates": rows, "chosen": chosen_familiarity}
+    descriptor = {**descriptor, "familiarity": familiarities[chosen_familiarity]}
     return {
         "temperature": temperature,
         "descriptor": descriptor,
@@ -420,7 +576,7 @@ def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, A
             "ood": f"{OOD_DATASET} choosing half (so3)",
             "ood_choosing_classes": data.choosing,
             "ood_reporting_classes": data.reporting,
-            "n_ood": len(data.ood_features),
+            "n_ood": len(data.ood),
         },
         "report": report,
     }
@@ -438,6 +594,13 @@ def _print_fit(post_hoc: dict[str, Any]) -> None:
         mark = "*" if name == report["descriptor"]["chosen"] else " "
         print(
             f" {mark} {name:12s} strangers below 5th pct {row['stranger_share']:.3f}  "
+            f"val mAP {row['val_mAP']:.4f}  pair AUROC {row['val_pair_auroc']:.4f}"
+        )
+    print("familiarity coordinate of the descriptor (weight w / width of its step):")
+    for name, row in report["familiarity"]["candidates"].items():
+        mark = "*" if name == report["familiarity"]["chosen"] else " "
+        print(
+            f" {mark} w = {name:16s} strangers below 5th pct {row['stranger_share']:.3f}  "
             f"val mAP {row['val_mAP']:.4f}  pair AUROC {row['val_pair_auroc']:.4f}"
         )
     print("novelty score (validation vs SHREC'11 choosing half):")

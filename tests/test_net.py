@@ -57,6 +57,33 @@ def test_descriptor_is_nearly_invariant_to_arbitrary_rotations(
         assert cosine > 0.99, f"descriptor cosine {cosine:.4f} under a random rotation"
 
 
+def test_block_summaries_are_nearly_invariant_to_arbitrary_rotations(
+    small_network: SphericalCNN,
+) -> None:
+    """What the novelty score's per-block knn reads: each block's channel means and RMS."""
+    rng = np.random.default_rng(1)
+    coefficients = random_coefficients(rng, (1, 6), 8) * 0.3
+    coefficients[..., 0, 7] += 2.0
+
+    def summaries(rotation: np.ndarray) -> list[torch.Tensor]:
+        maps = torch.tensor(sample_rotated(coefficients, 16, rotation), dtype=torch.float32)
+        with torch.no_grad():
+            features, blocks = small_network.features_and_summaries(maps)
+        torch.testing.assert_close(features, small_network.features(maps))
+        return blocks
+
+    reference = summaries(np.eye(3))
+    config = small_network.config
+    layers = (*config.branch_layers * config.n_branches, *config.joint_layers)
+    names = small_network.summary_names()
+    assert names[0] == "branch0.0" and names[-1] == "joint.0" and len(names) == len(layers)
+    rotated = summaries(random_rotation(rng))
+    for name, (channels, _), a, b in zip(names, layers, reference, rotated, strict=True):
+        assert a.shape == (1, 2 * channels)  # each channel's mean and RMS
+        cosine = float(torch.nn.functional.cosine_similarity(a, b))
+        assert cosine > 0.99, f"{name}: summary cosine {cosine:.4f} under a random rotation"
+
+
 def test_outputs_have_the_promised_shapes_and_norms(small_network: SphericalCNN) -> None:
     with torch.no_grad():
         logits, descriptor = small_network(torch.rand(4, 6, 32, 32))

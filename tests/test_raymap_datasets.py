@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import trimesh
 
 import raymap
 from raymap import datasets
 from raymap.datasets import BuildSettings, FolderSplit, build_split, sample_rotation
 from raymap.datasets import build as build_module
+from raymap.datasets.stretch import sample_stretch
 from tests.raymap_testing import MODELNET_MINI
 
 BANDWIDTH = 8
@@ -97,8 +99,9 @@ def test_cache_is_reused_and_keyed_by_every_setting(tmp_path, monkeypatch) -> No
         BuildSettings(
             "folder", "train", 32, "so3", 1, 0, root=root, folder_split=FolderSplit(seed=1)
         ).key(),
+        BuildSettings("modelnet10", "train", 32, "so3", 1, 0, stretch=0.25).key(),
     }
-    assert len(keys) == 11
+    assert len(keys) == 12
 
 
 def test_keys_of_the_named_layouts_are_those_of_existing_caches() -> None:
@@ -108,6 +111,31 @@ def test_keys_of_the_named_layouts_are_those_of_existing_caches() -> None:
     assert settings.key() == f"modelnet10-train-b32-f{version}-so3-c5-s0"
     limited = BuildSettings("shrec11", "test", 16, "none", 1, 2, limit_per_class=4)
     assert limited.key() == f"shrec11-test-b16-f{version}-none-c1-s2-limit4"
+
+
+def test_stretch_factors_are_seeded_bounded_and_balanced() -> None:
+    np.testing.assert_array_equal(sample_stretch(0.0, 0, 3, 1), np.ones(3))
+    factors = np.stack([sample_stretch(0.25, 0, i, c) for i in range(1000) for c in range(2)])
+    assert factors.min() >= 1 / 1.25 and factors.max() <= 1.25
+    assert abs(np.log(factors).mean()) < 0.01  # stretching as likely as squashing
+    assert np.abs(factors[0] - factors[1]).max() > 0  # each copy its own
+    np.testing.assert_array_equal(sample_stretch(0.25, 5, 7, 1), sample_stretch(0.25, 5, 7, 1))
+
+
+def test_stretched_copies_keep_their_rotations_and_change_the_shape(tmp_path: Path) -> None:
+    """A stretched copy is the mesh scaled by its factors, normalized again, then rotated as the
+    unstretched copy of the same seed is: only the proportions differ."""
+    plain = build(tmp_path / "a", rotation="so3", copies=2, seed=3)
+    stretched_maps = build(tmp_path / "b", rotation="so3", copies=2, seed=3, stretch=0.25)
+    assert stretched_maps.names == plain.names
+    np.testing.assert_array_equal(stretched_maps.labels, plain.labels)
+    assert np.abs(stretched_maps.maps - plain.maps).max() > 0.02
+    path = sorted(MODELNET_MINI.glob("*/train/*.off"))[0]
+    mesh = raymap.load_mesh_file(path)
+    factors = sample_stretch(0.25, 3, 0, 1)
+    scaled = trimesh.Trimesh(mesh.vertices * factors, mesh.faces, process=False)
+    expected = raymap.spherical_map(scaled, BANDWIDTH, sample_rotation("so3", 3, 0, 1))
+    np.testing.assert_array_equal(stretched_maps.maps[1], expected)
 
 
 def _fail(job: object) -> int:
@@ -176,6 +204,9 @@ def test_bad_arguments(tmp_path: Path) -> None:
         build(tmp_path, rotation="none", copies=2)
     with pytest.raises(ValueError, match="root"):
         build(tmp_path, dataset="modelnet40", root=None)
+    for stretch in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="stretch must be in"):
+            build(tmp_path, stretch=stretch)
 
 
 def test_shrec11_from_the_shared_archive(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from model.checkpoint import best_path, checkpoint_path, read_checkpoint
 from model.evaluate import evaluate_protocol
-from model.train import TrainConfig, train
+from model.train import TrainConfig, load_data, train
 
 SHREC = TrainConfig(
     dataset="shrec11",
@@ -59,6 +59,19 @@ def test_checkpoint_from_other_settings_is_refused(tmp_path: Path) -> None:
     train(quick)
     with pytest.raises(SystemExit, match="other settings"):
         train(dataclasses.replace(quick, lr=0.5))
+
+
+def test_stretched_training_validates_on_the_meshes_as_they_are(tmp_path: Path) -> None:
+    """``train_stretch`` stretches the training copies; the held-out meshes keep their own
+    proportions (the same meshes and rotations as without it), so epochs are chosen on them."""
+    plain = dataclasses.replace(SHREC, limit_per_class=3, train_copies=2)
+    stretched = dataclasses.replace(plain, train_stretch=0.3)
+    plain_train, plain_val, _ = load_data(plain, progress=False)
+    train_set, val_set, _ = load_data(stretched, progress=False)
+    assert val_set.names == plain_val.names and len(val_set) > 0
+    torch.testing.assert_close(val_set.maps, plain_val.maps, rtol=0, atol=0)
+    assert train_set.names == plain_train.names
+    assert float((train_set.maps - plain_train.maps).abs().max()) > 0.02
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from model.checkpoint import model_artifact, save_checkpoint
 from model.metrics import auroc, expected_calibration_error, pair_auroc
 from model.net import SphericalCNN, preset_config
 from model.train import TrainConfig
-from model.trust import FitData, TrustedModel, fit, fit_temperature, shrec_halves
+from model.trust import FitData, Invariants, TrustedModel, fit, fit_temperature, shrec_halves
 
 
 def test_temperature_recovers_the_scale_of_overconfident_logits() -> None:
@@ -70,14 +70,24 @@ def fitted() -> tuple[SphericalCNN, dict[str, object], FitData]:
     train, train_labels = draw(600)
     val, val_labels = draw(400)
     strangers = centres.mean(0) + 0.3 * torch.randn(200, d, generator=generator).double()
+    blocks = network.summary_names()
+
+    def shapes(features: torch.Tensor) -> Invariants:
+        """Block summaries that carry the features (the first 4 numbers) and noise."""
+        summaries = [
+            torch.cat([features[:, :4], torch.rand(len(features), 4, generator=generator)], 1)
+            for _ in blocks
+        ]
+        return Invariants(features, [s.double() for s in summaries])
+
     data = FitData(
-        train_features=train,
-        bank_features=train[:200],
+        train=shapes(train),
+        bank=shapes(train[:200]),
         train_labels=train_labels,
-        val_features=val,
+        val=shapes(val),
         val_labels=val_labels,
         val_first=np.ones(400, dtype=bool),
-        ood_features=strangers,
+        ood=shapes(strangers),
         class_names=["a", "b", "c"],
         choosing=["x"],
         reporting=["y"],
@@ -92,8 +102,8 @@ def test_fit_threshold_keeps_the_asked_share_and_flags_strangers(
     network, post_hoc, data = fitted
     model = TrustedModel(copy.deepcopy(network), post_hoc).double()  # the fixture stays float
     with torch.no_grad():
-        _, _, inside = model.head(data.val_features)
-        _, _, outside = model.head(data.ood_features)
+        _, _, inside = model.head(data.val.features, data.val.summaries)
+        _, _, outside = model.head(data.ood.features, data.ood.summaries)
     threshold = post_hoc["novelty"]["threshold"]  # type: ignore[index]
     assert float((inside <= threshold).double().mean()) == pytest.approx(0.9, abs=0.01)
     assert float((outside > threshold).double().mean()) > 0.9
@@ -113,14 +123,31 @@ def test_export_bakes_the_fit_into_the_graph(
     every = {
         **post_hoc,
         "temperature": 2.5,
+        "descriptor": {
+            **post_hoc["descriptor"],  # type: ignore[dict-item]
+            "familiarity": {"weight": 0.4, "centre": 0.3, "scale": 2.0},
+        },
         "novelty": {
             **post_hoc["novelty"],  # type: ignore[dict-item]
-            "components": ["msp", "max_logit", "energy", "mahalanobis", "knn"],
-            "loc": [0.1, 0.2, 0.3, 0.4, 0.5],
-            "scale": [1.0, 2.0, 3.0, 4.0, 5.0],
+            "components": [
+                "msp",
+                "max_logit",
+                "energy",
+                "mahalanobis",
+                "knn",
+                "knn:branch1.2",
+                "knn:joint.0",
+            ],
+            "loc": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
+            "scale": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
             "projection": rng.normal(size=(d, d)),
             "class_means": rng.normal(size=(3, d)),
             "bank": rng.normal(size=(20, d)),
+            # a block's summary: mean and RMS of its channels (32 in branch1.2, 64 in joint.0)
+            "layer_banks": {
+                "branch1.2": rng.normal(size=(20, 64)),
+                "joint.0": rng.normal(size=(30, 128)),
+            },
         },
     }
     config = TrainConfig(architecture="small", bandwidth=16)
@@ -134,6 +161,7 @@ def test_export_bakes_the_fit_into_the_graph(
     metadata = {p.key: json.loads(p.value) for p in model.metadata_props}
     assert metadata["trust"]["temperature"] == 2.5
     assert metadata["novelty_threshold"] == post_hoc["novelty"]["threshold"]  # type: ignore[index]
+    assert metadata["descriptor_size"] == d + 1  # the familiarity coordinate
     maps = rng.standard_normal((4, 6, 32, 32)).astype(np.float32)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     probabilities, descriptor, novelty = session.run(list(export_onnx.OUTPUT_NAMES), {"maps": maps})
@@ -143,9 +171,77 @@ def test_export_bakes_the_fit_into_the_graph(
         expected = TrustedModel(reference, every)(torch.from_numpy(maps))
     np.testing.assert_allclose(probabilities, expected[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(descriptor, expected[1].numpy(), atol=1e-5)
+    assert descriptor.shape == (4, d + 1)
+    np.testing.assert_allclose(np.linalg.norm(descriptor, axis=1), 1.0, atol=1e-5)
     assert novelty.shape == (4, 1)
     np.testing.assert_allclose(novelty[:, 0], expected[2].numpy(), rtol=1e-4)
     # The temperature is in the graph: not the plain softmax of the network.
     with torch.no_grad():
         plain = torch.softmax(reference(torch.from_numpy(maps))[0], 1).numpy()
     assert np.abs(probabilities - plain).max() > 1e-3
+
+
+def test_familiarity_coordinate_lowers_a_strangers_matches(
+    fitted: tuple[SphericalCNN, dict[str, object], FitData],
+) -> None:
+    network, post_hoc, _ = fitted
+    w = 0.4
+    sharp = {**post_hoc["descriptor"], "familiarity": {"weight": w, "centre": 0.0, "scale": 1e-3}}  # type: ignore[dict-item]
+    model = TrustedModel(copy.deepcopy(network), {**post_hoc, "descriptor": sharp}).double()
+    assert model.descriptor_size == network.config.descriptor_size + 1
+    rng = np.random.default_rng(0)
+    a, b = (torch.from_numpy(v / np.linalg.norm(v)) for v in rng.normal(size=(2, 64)))
+    cosine = float(a @ b)
+    familiar, stranger = torch.tensor([-1.0]), torch.tensor([1.0])  # novelty below/above 0
+    a_known = model.with_familiarity(a[None], familiar)[0]
+    b_known = model.with_familiarity(b[None], familiar)[0]
+    a_stranger = model.with_familiarity(a[None], stranger)[0]
+    for vector in (a_known, a_stranger):
+        assert float(vector.norm()) == pytest.approx(1.0)
+    assert float(a_known @ b_known) == pytest.approx((1 - w * w) * cosine + w * w)
+    assert float(a_stranger @ b_known) == pytest.approx(np.sqrt(1 - w * w) * cosine)
+    assert float(a_stranger @ a_known) < float(a_known @ a_known)  # even its own twin, if known
+
+
+def test_the_layers_score_reads_every_block_summary(
+    fitted: tuple[SphericalCNN, dict[str, object], FitData],
+) -> None:
+    """``layers``: the descriptor's knn plus each block's, standardized on validation."""
+    network, post_hoc, data = fitted
+    report = post_hoc["report"]  # type: ignore[index]
+    assert "layers" in report["novelty"]["candidates"]
+    blocks = network.summary_names()
+    names = ["knn", *(f"knn:{block}" for block in blocks)]
+    novelty = {
+        **post_hoc["novelty"],  # type: ignore[dict-item]
+        "components": names,
+        "loc": [0.0] * len(names),
+        "scale": [1.0] * len(names),
+        "bank": torch.nn.functional.normalize(data.bank.features, dim=1).numpy(),
+        "layer_banks": {
+            block: torch.nn.functional.normalize(s, dim=1).numpy()
+            for block, s in zip(blocks, data.bank.summaries, strict=True)
+        },
+    }
+    plain = {**post_hoc["descriptor"], "familiarity": None}  # type: ignore[dict-item]
+    model = TrustedModel(
+        copy.deepcopy(network), {**post_hoc, "novelty": novelty, "descriptor": plain}
+    )
+    model = model.double()
+    with torch.no_grad():
+        _, _, on_bank = model.head(data.bank.features, data.bank.summaries)
+        _, _, on_val = model.head(data.val.features, data.val.summaries)
+    np.testing.assert_allclose(on_bank.numpy(), 0.0, atol=1e-5)  # each is its own neighbour
+    expected = sum(
+        1.0 - (torch.nn.functional.normalize(s, dim=1) @ torch.from_numpy(bank).T).amax(1)
+        for s, bank in zip(data.val.summaries, novelty["layer_banks"].values(), strict=True)
+    )
+    expected = (
+        expected
+        + 1.0
+        - (
+            torch.nn.functional.normalize(data.val.features, dim=1)
+            @ torch.from_numpy(novelty["bank"]).T
+        ).amax(1)
+    )
+    np.testing.assert_allclose(on_val.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)

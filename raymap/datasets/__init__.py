@@ -3,6 +3,7 @@
 * :mod:`~raymap.datasets.sources`: where the files come from (the shared archives, the named
   layouts ``modelnet10``/``modelnet40``/``shrec11``, any folder of class folders);
 * :mod:`~raymap.datasets.rotations`: the ``none``/``z``/``so3`` protocols;
+* :mod:`~raymap.datasets.stretch`: anisotropic scaling of each copy (training augmentation);
 * :mod:`~raymap.datasets.cache`: :class:`BuildSettings`, the one settings object that is the
   cache key, and loading a built split;
 * :mod:`~raymap.datasets.build`: the resumable, parallel build with a progress bar;
@@ -66,6 +67,7 @@ def build_split(
     progress: bool = True,
     mmap: bool = False,
     folder_split: FolderSplit | None = None,
+    stretch: float = 0.0,
 ) -> SplitArrays:
     """:func:`load_or_build` of the :class:`BuildSettings` these arguments make."""
     settings = BuildSettings(
@@ -78,5 +80,6 @@ def build_split(
         limit_per_class,
         None if root is None else str(root),
         folder_split or FolderSplit(),
+        stretch=stretch,
     )
     return load_or_build(settings, cache_dir, workers, progress, mmap)

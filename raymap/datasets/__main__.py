@@ -43,6 +43,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rotation", default="none", choices=ROTATIONS)
     p.add_argument("--copies", type=int, default=1)
     p.add_argument("--seed", type=int, default=0, help="seed of the rotations")
+    p.add_argument(
+        "--stretch",
+        type=float,
+        default=0.0,
+        help="stretch each copy along its own axes by factors in [1/(1+S), 1+S] (default: 0)",
+    )
     p.add_argument("--root", type=Path, default=None, help="the named layout's folder")
     p.add_argument("--validation-fraction", type=float, default=FolderSplit.validation)
     p.add_argument("--test-fraction", type=float, default=FolderSplit.test)
@@ -68,6 +74,7 @@ def settings_from_args(args: argparse.Namespace, split: str) -> BuildSettings:
         rotation=args.rotation,
         copies=args.copies,
         seed=args.seed,
+        stretch=args.stretch,
         limit_per_class=args.limit_per_class,
         root=None if root is None else str(root),
         folder_split=FolderSplit(args.validation_fraction, args.test_fraction, args.split_seed),

@@ -24,9 +24,10 @@ from tqdm import tqdm
 from raymap.datasets.cache import BuildSettings
 from raymap.datasets.rotations import sample_rotation
 from raymap.datasets.sources import MeshList
+from raymap.datasets.stretch import sample_stretch, stretched
 from raymap.errors import MeshError
 from raymap.features import FEATURE_NAMES
-from raymap.mesh import load_mesh_file
+from raymap.mesh import Triangles, load_mesh_file
 from raymap.project import prepare, project
 
 CHUNK_SIZE = 16
@@ -105,6 +106,22 @@ def build_chunks(
     _merge(final, partial, jobs, listing, digest)
 
 
+def copy_maps(mesh: Triangles, settings: BuildSettings, mesh_index: int) -> list[np.ndarray]:
+    """The ``settings.copies`` maps of one mesh. Rotated copies share one prepared mesh (the
+    rays turn, not the mesh); a stretched copy is a new mesh, normalized and prepared again."""
+    shared = None if settings.stretch else prepare(mesh)
+    maps = []
+    for copy in range(settings.copies):
+        rotation = sample_rotation(settings.rotation, settings.seed, mesh_index, copy)
+        if shared is not None:
+            prepared = shared
+        else:
+            factors = sample_stretch(settings.stretch, settings.seed, mesh_index, copy)
+            prepared = prepare(stretched(mesh, factors))
+        maps.append(project(prepared, settings.bandwidth, rotation))
+    return maps
+
+
 def run_job(job: Job) -> int:
     """Maps of one chunk -> ``job.out`` (written atomically); returns the number of meshes."""
     settings = job.settings
@@ -115,15 +132,9 @@ def run_job(job: Job) -> int:
     reasons: list[str] = []
     for offset, (path, label) in enumerate(zip(job.paths, job.labels, strict=True)):
         try:
-            prepared = prepare(load_mesh_file(path, max_faces=BUILD_MAX_FACES))
-            copies = [
-                project(
-                    prepared,
-                    settings.bandwidth,
-                    sample_rotation(settings.rotation, settings.seed, job.first_index + offset, c),
-                )
-                for c in range(settings.copies)
-            ]
+            copies = copy_maps(
+                load_mesh_file(path, max_faces=BUILD_MAX_FACES), settings, job.first_index + offset
+            )
         except MeshError as exc:
             skipped.append(job.names[offset])
             reasons.append(exc.reason)

@@ -32,6 +32,7 @@ from raymap.datasets.sources import (
     folder_split,
     named_split,
 )
+from raymap.datasets.stretch import check_stretch
 from raymap.features import FEATURE_NAMES, FEATURES_VERSION
 from raymap.grid import check_bandwidth
 
@@ -62,12 +63,15 @@ class BuildSettings:
     folder_split: FolderSplit = field(default_factory=FolderSplit)
     features_version: str = FEATURES_VERSION
     feature_names: tuple[str, ...] = FEATURE_NAMES
+    # Anisotropic scaling of each copy before its rotation (raymap.datasets.stretch); 0 = none.
+    stretch: float = 0.0
 
     def __post_init__(self) -> None:
         check_choice("dataset", self.dataset, (*DATASETS, FOLDER))
         check_choice("split", self.split, FOLDER_SPLITS if self.dataset == FOLDER else SPLITS)
         check_choice("rotation", self.rotation, ROTATIONS)
         check_bandwidth(self.bandwidth)
+        check_stretch(self.stretch)
         if self.copies < 1 or (self.rotation == "none" and self.copies != 1):
             raise ValueError(
                 f"copies must be >= 1 (exactly 1 for rotation 'none'), got {self.copies}"
@@ -89,6 +93,8 @@ class BuildSettings:
             f"{prefix}-{self.split}-b{self.bandwidth}-f{self.features_version}-"
             f"{self.rotation}-c{self.copies}-s{self.seed}"
         )
+        if self.stretch:
+            key += f"-stretch{self.stretch:g}"
         if self.limit_per_class is not None:
             key += f"-limit{self.limit_per_class}"
         if self.root is not None:
