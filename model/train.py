@@ -109,9 +109,10 @@ class TrainConfig:
 
 
 # Settings that may change between a run and its resumption: they do not change what an epoch
-# computes (``epochs`` extends or shortens the run; the schedule follows the new count).
-# The number of processes is no setting: a run resumes on any number (model.distributed).
-RESUMABLE_CHANGES = frozenset({"epochs", "progress", "threads", "device"})
+# computes (``epochs`` extends or shortens the run; the schedule follows the new count; ``out``
+# lets a run folder be moved). The number of processes is no setting: a run resumes on any
+# number (model.distributed).
+RESUMABLE_CHANGES = frozenset({"epochs", "progress", "threads", "device", "out"})
 
 
 def same_run(saved: dict[str, object], now: dict[str, object]) -> bool:

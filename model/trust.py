@@ -687,14 +687,28 @@ def report(model: Path, gallery: Path, out: Path | None, progress: bool) -> dict
     store = np.load(gallery)
     ids = [str(x) for x in store["ids"]]
     gallery_d = np.asarray(store["descriptors"], np.float64)
-    similarity = descriptors.astype(np.float64) @ gallery_d.T
-    position = {name: i for i, name in enumerate(ids)}
-    for row, name in enumerate(test.names):
-        if name in position:
-            similarity[row, position[name]] = -np.inf  # the query itself
-    inside = similarity.max(axis=1)
-    strangers = best_match(ood["descriptor"].astype(np.float64), gallery_d)
     predictions = probabilities.argmax(1)
+    retrieval = _retrieval_figures(
+        descriptors.astype(np.float64),
+        labels,
+        predictions,
+        test.names,
+        ood["descriptor"].astype(np.float64),
+        gallery_d,
+        ids,
+    )
+    if float(trust.get("familiarity_weight") or 0.0):  # the same without its coordinate
+        without = _retrieval_figures(
+            _without_last(descriptors.astype(np.float64)),
+            labels,
+            predictions,
+            test.names,
+            _without_last(ood["descriptor"].astype(np.float64)),
+            _without_last(gallery_d),
+            ids,
+        )
+    else:
+        without = None
     figures = {
         "model": str(model),
         "gallery": str(gallery),
@@ -712,12 +726,8 @@ def report(model: Path, gallery: Path, out: Path | None, progress: bool) -> dict
         "test_known": float(np.mean(novelty <= threshold)),
         "ood_not_known": float(np.mean(ood_novelty > threshold)),
         "msp_auroc": auroc(-probabilities.max(1), -ood["probabilities"].max(1)),
-        "best_match_test_p05": float(np.quantile(inside, 0.05)),
-        "best_match_test_median": float(np.median(inside)),
-        "best_match_ood_median": float(np.median(strangers)),
-        "ood_best_match_below_test_p05": stranger_share(inside, strangers),
-        "pair_auroc": pair_auroc(descriptors.astype(np.float64), labels),
-        "retrieval": retrieval_metrics(descriptors.astype(np.float64), labels, predictions),
+        **retrieval,
+        "without_familiarity": without,
     }
     if out is not None:
         from model.plots import plot_reliability
@@ -731,6 +741,40 @@ def report(model: Path, gallery: Path, out: Path | None, progress: bool) -> dict
             out / "reliability-so3-so3.png",
         )
     return figures
+
+
+def _without_last(descriptors: np.ndarray) -> np.ndarray:
+    """Unit descriptors without their last (familiarity) coordinate."""
+    kept = descriptors[:, :-1]
+    return kept / np.linalg.norm(kept, axis=1, keepdims=True)
+
+
+def _retrieval_figures(
+    queries: np.ndarray,
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    names: Sequence[str],
+    strangers: np.ndarray,
+    gallery: np.ndarray,
+    ids: Sequence[str],
+) -> dict[str, Any]:
+    """Best-match separation against the gallery (each query's own item excluded), pair AUROC
+    and retrieval among the queries."""
+    similarity = queries @ gallery.T
+    position = {name: i for i, name in enumerate(ids)}
+    for row, name in enumerate(names):
+        if name in position:
+            similarity[row, position[name]] = -np.inf  # the query itself
+    inside = similarity.max(axis=1)
+    outside = best_match(strangers, gallery)
+    return {
+        "best_match_test_p05": float(np.quantile(inside, 0.05)),
+        "best_match_test_median": float(np.median(inside)),
+        "best_match_ood_median": float(np.median(outside)),
+        "ood_best_match_below_test_p05": stranger_share(inside, outside),
+        "pair_auroc": pair_auroc(queries, labels),
+        "retrieval": retrieval_metrics(queries, labels, predictions),
+    }
 
 
 def _print_report(f: dict[str, Any]) -> None:
@@ -752,6 +796,13 @@ def _print_report(f: dict[str, Any]) -> None:
     )
     print(f"pair AUROC (test)                {f['pair_auroc']:.4f}")
     print(f"mAP (test)                       {f['retrieval']['mAP']:.4f}")
+    without = f.get("without_familiarity")
+    if without:
+        print(
+            f"without the familiarity coordinate: SHREC below test p05 "
+            f"{without['ood_best_match_below_test_p05']:.4f}, pair AUROC "
+            f"{without['pair_auroc']:.4f}, mAP {without['retrieval']['mAP']:.4f}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

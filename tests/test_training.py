@@ -31,10 +31,13 @@ def test_resume_after_interruption_is_exact(tmp_path: Path) -> None:
     )
     straight = train(dataclasses.replace(quick, out=str(tmp_path / "straight")))
 
-    # The same run, cut after its first epoch, then started again with the full epoch count.
+    # The same run, cut after its first epoch, its folder moved, then started again in the new
+    # folder with the full epoch count.
+    first = dataclasses.replace(quick, out=str(tmp_path / "first"))
+    train(dataclasses.replace(first, epochs=1))
+    assert checkpoint_path(Path(first.out)).is_file()
     cut = dataclasses.replace(quick, out=str(tmp_path / "cut"))
-    train(dataclasses.replace(cut, epochs=1))
-    assert checkpoint_path(Path(cut.out)).is_file()
+    Path(first.out).rename(cut.out)
     resumed = train(cut)
 
     a = torch.load(straight, weights_only=False)
