@@ -59,6 +59,7 @@ CHECK_PROBABILITY_ATOL = 1e-4
 CHECK_DESCRIPTOR_ATOL = 1e-4
 CHECK_NOVELTY_RTOL = 1e-4
 
+MODEL_FILE_MODE = 0o644
 # Standard ONNX ops a plain graph of this network may use; anything else fails the export.
 ALLOWED_OPS = frozenset(
     {
@@ -395,6 +396,9 @@ def export_checkpoint(
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".onnx", delete=False) as tmp:
         onnx.save(model, tmp.name)
+    # A temporary file is private (0600); the model is read by services running as other users
+    # (the image's non-root user), like any file a build writes.
+    Path(tmp.name).chmod(MODEL_FILE_MODE)
     Path(tmp.name).replace(out)
     generator = np.random.default_rng(0)
     for n in check_batches:

@@ -38,12 +38,13 @@ SHREC'11's 30 classes are split into a choosing and a reporting half by :func:`s
 from __future__ import annotations
 
 import argparse
+import collections
 import copy
 import dataclasses
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -681,9 +682,17 @@ def report(model: Path, gallery: Path, out: Path | None, progress: bool) -> dict
             for p in ood_parts
         ]
     )
+    ood_names = [
+        p.class_names[int(y)]
+        for p in ood_parts
+        for y in p.labels
+        if p.class_names[int(y)] in reporting
+    ]
     ood = run_onnx(model, ood_maps)
     ood_novelty = ood["novelty"].reshape(-1)
     threshold = float(meta["novelty_threshold"])
+    flagged = novelty > threshold
+    wrong = probabilities.argmax(1) != labels
     store = np.load(gallery)
     ids = [str(x) for x in store["ids"]]
     gallery_d = np.asarray(store["descriptors"], np.float64)
@@ -726,6 +735,13 @@ def report(model: Path, gallery: Path, out: Path | None, progress: bool) -> dict
         "test_known": float(np.mean(novelty <= threshold)),
         "ood_not_known": float(np.mean(ood_novelty > threshold)),
         "msp_auroc": auroc(-probabilities.max(1), -ood["probabilities"].max(1)),
+        # Where "known" fails: flagged test shapes and accepted strangers, by class.
+        "test_flagged_by_class": _counts(test.class_names[int(y)] for y in labels[flagged]),
+        "test_flagged_among_wrong": float(flagged[wrong].mean()) if wrong.any() else None,
+        "test_flagged_among_right": float(flagged[~wrong].mean()),
+        "ood_known_by_class": _counts(
+            name for name, value in zip(ood_names, ood_novelty, strict=True) if value <= threshold
+        ),
         **retrieval,
         "without_familiarity": without,
     }
@@ -741,6 +757,11 @@ def report(model: Path, gallery: Path, out: Path | None, progress: bool) -> dict
             out / "reliability-so3-so3.png",
         )
     return figures
+
+
+def _counts(names: Iterable[str]) -> dict[str, int]:
+    """How often each name occurs, most frequent first."""
+    return dict(collections.Counter(names).most_common())
 
 
 def _without_last(descriptors: np.ndarray) -> np.ndarray:
@@ -789,6 +810,8 @@ def _print_report(f: dict[str, Any]) -> None:
     print(f"  (max probability AUROC          {f['msp_auroc']:.4f})")
     print(f"test known at threshold          {f['test_known']:.4f}")
     print(f"SHREC reporting half not known   {f['ood_not_known']:.4f}")
+    print(f"  test flagged, by class         {f['test_flagged_by_class']}")
+    print(f"  strangers known, by class      {f['ood_known_by_class']}")
     print(
         f"SHREC best match below test p05  {f['ood_best_match_below_test_p05']:.4f} "
         f"(test p05 {f['best_match_test_p05']:.4f}, medians test "

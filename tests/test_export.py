@@ -118,6 +118,11 @@ def metadata_of(model: onnx.ModelProto) -> dict[str, str]:
     return {prop.key: prop.value for prop in model.metadata_props}
 
 
+def test_the_model_file_is_readable_by_other_users(exported: Exported) -> None:
+    """The image's service runs as a non-root user: a private (0600) model would not load."""
+    assert exported.path.stat().st_mode & 0o777 == 0o644
+
+
 def test_graph_holds_only_standard_ops(exported: Exported) -> None:
     assert export_onnx.check_graph(exported.model) == []
     ops = export_onnx.op_counts(exported.model)
