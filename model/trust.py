@@ -591,25 +591,26 @@ def _print_fit(post_hoc: dict[str, Any]) -> None:
         f"{t['val_ece_after']:.4f}"
     )
     print("descriptor transform (validation queries vs training part; SHREC'11 choosing half):")
-    for name, row in report["descriptor"]["candidates"].items():
-        mark = "*" if name == report["descriptor"]["chosen"] else " "
-        print(
-            f" {mark} {name:12s} strangers below 5th pct {row['stranger_share']:.3f}  "
-            f"val mAP {row['val_mAP']:.4f}  pair AUROC {row['val_pair_auroc']:.4f}"
-        )
+    _print_retrieval_rows(report["descriptor"], "{:12s}")
     print("familiarity coordinate of the descriptor (weight w / width of its step):")
-    for name, row in report["familiarity"]["candidates"].items():
-        mark = "*" if name == report["familiarity"]["chosen"] else " "
-        print(
-            f" {mark} w = {name:16s} strangers below 5th pct {row['stranger_share']:.3f}  "
-            f"val mAP {row['val_mAP']:.4f}  pair AUROC {row['val_pair_auroc']:.4f}"
-        )
+    _print_retrieval_rows(report["familiarity"], "w = {:16s}")
     print("novelty score (validation vs SHREC'11 choosing half):")
     for name, row in sorted(report["novelty"]["candidates"].items(), key=lambda x: -x[1]["auroc"]):
         mark = "*" if name == report["novelty"]["chosen"] else " "
         print(
             f" {mark} {name:22s} AUROC {row['auroc']:.4f}  flagged at the 95 % threshold "
             f"{row['ood_flagged']:.3f}"
+        )
+
+
+def _print_retrieval_rows(section: dict[str, Any], name_format: str) -> None:
+    """One line per candidate of a retrieval choice (``_retrieval_row``), the chosen marked."""
+    for name, row in section["candidates"].items():
+        mark = "*" if name == section["chosen"] else " "
+        print(
+            f" {mark} {name_format.format(name)} strangers below 5th pct "
+            f"{row['stranger_share']:.3f}  val mAP {row['val_mAP']:.4f}  "
+            f"pair AUROC {row['val_pair_auroc']:.4f}"
         )
 
 
@@ -676,18 +677,10 @@ def report(model: Path, gallery: Path, out: Path | None, progress: bool) -> dict
         for split in ("train", "test")
     ]
     reporting = set(trust["ood_reporting_classes"])
-    ood_maps = np.concatenate(
-        [
-            p.maps[np.array([p.class_names[int(y)] in reporting for y in p.labels])]
-            for p in ood_parts
-        ]
-    )
-    ood_names = [
-        p.class_names[int(y)]
-        for p in ood_parts
-        for y in p.labels
-        if p.class_names[int(y)] in reporting
-    ]
+    part_names = [[p.class_names[int(y)] for y in p.labels] for p in ood_parts]
+    kept = [np.array([name in reporting for name in names]) for names in part_names]
+    ood_maps = np.concatenate([p.maps[mask] for p, mask in zip(ood_parts, kept, strict=True)])
+    ood_names = [name for names in part_names for name in names if name in reporting]
     ood = run_onnx(model, ood_maps)
     ood_novelty = ood["novelty"].reshape(-1)
     threshold = float(meta["novelty_threshold"])
