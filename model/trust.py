@@ -111,14 +111,24 @@ class TrustedModel(nn.Module):
         self.register_buffer("projection", _tensor(novelty.get("projection", empty)))
         self.register_buffer("class_means", _tensor(novelty.get("class_means", empty)))
         self.register_buffer("bank", _tensor(novelty.get("bank", empty)))
-        # One bank per block summary a "knn:<block>" component reads (buffers layer_bank_<i>).
+        # One bank per block summary a "knn:<block>" component reads (buffers layer_bank_<i>);
+        # a fit's other banks are not copied into the module.
         self.summary_index = {name: i for i, name in enumerate(network.summary_names())}
         self.layer_bank_index: dict[str, int] = {}
-        for i, (name, bank) in enumerate(novelty.get("layer_banks", {}).items()):
-            if name not in self.summary_index:
-                raise ValueError(f"no block {name!r}; the network has {list(self.summary_index)}")
-            self.register_buffer(f"layer_bank_{i}", _tensor(bank))
-            self.layer_bank_index[name] = i
+        banks = novelty.get("layer_banks", {})
+        for name in self.components:
+            if not name.startswith(LAYER_KNN):
+                continue
+            block = name[len(LAYER_KNN) :]
+            if block not in self.summary_index or block not in banks:
+                raise ValueError(
+                    f"no bank for block {block!r}; the network has {list(self.summary_index)}, "
+                    f"the fit {list(banks)}"
+                )
+            self.layer_bank_index[block] = len(self.layer_bank_index)
+            self.register_buffer(
+                f"layer_bank_{self.layer_bank_index[block]}", _tensor(banks[block])
+            )
         self.needs_summaries = any(c.startswith(LAYER_KNN) for c in self.components)
 
     @property
@@ -511,8 +521,8 @@ def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, A
     for i, a in enumerate(SCORES):
         for b in SCORES[i + 1 :]:
             options[f"{a}+{b}"] = standardized([a, b])
-    # Every block's knn with the descriptor's: early blocks see shape (curvature, thickness)
-    # that the class-trained descriptor has learned to ignore.
+    # Every block's knn with the descriptor's: the early blocks summarize local geometry before
+    # the network maps everything onto the training classes.
     options["layers"] = standardized(["knn", *(LAYER_KNN + block for block in blocks)])
     scores = {}
     for name, (components, loc, scale) in options.items():
@@ -685,11 +695,11 @@ def report(model: Path, gallery: Path, out: Path | None, progress: bool) -> dict
     ood_novelty = ood["novelty"].reshape(-1)
     threshold = float(meta["novelty_threshold"])
     flagged = novelty > threshold
-    wrong = probabilities.argmax(1) != labels
+    predictions = probabilities.argmax(1)
+    wrong = predictions != labels
     store = np.load(gallery)
     ids = [str(x) for x in store["ids"]]
     gallery_d = np.asarray(store["descriptors"], np.float64)
-    predictions = probabilities.argmax(1)
     retrieval = _retrieval_figures(
         descriptors.astype(np.float64),
         labels,

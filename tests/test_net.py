@@ -37,17 +37,27 @@ def test_polar_rotation_by_grid_steps_leaves_outputs_unchanged(
     torch.testing.assert_close(descriptor_r, descriptor, rtol=1e-4, atol=1e-4)
 
 
+def smooth_coefficients(rng: np.random.Generator) -> np.ndarray:
+    """Band-limited (b = 8) six-channel inputs; the pointwise ReLUs are not band-limited, so
+    the network's invariance to them is approximate."""
+    coefficients = random_coefficients(rng, (1, 6), 8) * 0.3
+    coefficients[..., 0, 7] += 2.0
+    return coefficients
+
+
+def rotated_maps(coefficients: np.ndarray, rotation: np.ndarray) -> torch.Tensor:
+    """The input sampled on the b = 16 grid after ``rotation``: (1, 6, 32, 32)."""
+    return torch.tensor(sample_rotated(coefficients, 16, rotation), dtype=torch.float32)
+
+
 def test_descriptor_is_nearly_invariant_to_arbitrary_rotations(
     small_network: SphericalCNN,
 ) -> None:
-    # Band-limited inputs; the pointwise ReLUs are not band-limited, so this is approximate.
     rng = np.random.default_rng(0)
-    coefficients = random_coefficients(rng, (1, 6), 8) * 0.3
-    coefficients[..., 0, 7] += 2.0
-    b = 16
+    coefficients = smooth_coefficients(rng)
 
     def descriptor(rotation: np.ndarray) -> torch.Tensor:
-        maps = torch.tensor(sample_rotated(coefficients, b, rotation), dtype=torch.float32)
+        maps = rotated_maps(coefficients, rotation)
         with torch.no_grad():
             return small_network(maps)[1][0]
 
@@ -62,11 +72,10 @@ def test_block_summaries_are_nearly_invariant_to_arbitrary_rotations(
 ) -> None:
     """What the novelty score's per-block knn reads: each block's channel means and RMS."""
     rng = np.random.default_rng(1)
-    coefficients = random_coefficients(rng, (1, 6), 8) * 0.3
-    coefficients[..., 0, 7] += 2.0
+    coefficients = smooth_coefficients(rng)
 
     def summaries(rotation: np.ndarray) -> list[torch.Tensor]:
-        maps = torch.tensor(sample_rotated(coefficients, 16, rotation), dtype=torch.float32)
+        maps = rotated_maps(coefficients, rotation)
         with torch.no_grad():
             features, blocks = small_network.features_and_summaries(maps)
         torch.testing.assert_close(features, small_network.features(maps))
