@@ -8,18 +8,20 @@ Steps, each printed as it ends, then one table:
 1. ``pip install .[gpu]`` (onnxruntime-gpu with its CUDA and cuDNN wheels) into the running
    interpreter's environment, replacing the CPU onnxruntime (the two wheels overwrite each
    other). Skipped with ``--cpu`` and ``--no-install``.
-2. Prove the provider: a session asked for CUDA *only*, with onnxruntime's CPU fallback for
-   unsupported nodes disabled (``session.disable_cpu_ep_fallback``), must report
-   ``CUDAExecutionProvider`` first; anything else exits non-zero. (onnxruntime-gpu otherwise
-   falls back to the CPU quietly, e.g. when a CUDA library is missing.)
+2. Prove the provider: the session must report ``CUDAExecutionProvider`` first, and one
+   profiled call must show every matrix product (MatMul, Gemm and their fused forms) run by
+   it; the table of where each op ran is printed; anything else exits non-zero.
+   (onnxruntime-gpu otherwise falls back to the CPU quietly, e.g. when a CUDA library is
+   missing; it keeps shape arithmetic on the CPU by design.)
 3. Parity: the maps of the ModelNet10 test meshes (all 899 unless ``--limit``, at the model's
    bandwidth) through the device session and a CPU session: max |Δp| <= 1e-4 and no top-1
-   change, else non-zero exit.
+   change, else non-zero exit. ``--maps FILE.npy`` reads the maps from a file (written here
+   when it does not exist yet), for a machine without the dataset.
 4. Inference time at batch 1, 32 and 256: plain ``run`` and, on CUDA, with I/O binding
    (input copied once per call, outputs left on the device until read).
-5. ``bench/serve.py`` with ``SHAPES_DEVICE=cuda`` (``cpu`` with ``--cpu``), its table printed;
-   ``--workers N`` sets ``WEB_CONCURRENCY`` (one worker per core) once the service runs
-   several worker processes (not yet: uvicorn needs an import string for that).
+5. ``bench/serve.py`` with ``SHAPES_DEVICE=cuda`` (``cpu`` with ``--cpu``) and one worker
+   process per core (``--workers``, ``WEB_CONCURRENCY``), its table printed; ``--mesh-root``
+   names the ModelNet10 folder it draws its uploads from.
 
 With ``--cpu`` the "device" is the CPU provider: the same code runs end to end on a few maps
 and a short serving load, so CI knows the script works; its figures are not GPU figures.
@@ -42,6 +44,9 @@ sys.path.insert(0, str(REPO))
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 MAX_DP, BATCHES = 1e-4, (1, 32, 256)
+# The ops that carry the model's arithmetic (the SHT and the layers as matrix products):
+# each must run on the device under test. Shape arithmetic may stay on the CPU.
+COMPUTE_OPS = frozenset({"MatMul", "FusedMatMul", "Gemm", "FusedGemm", "Einsum", "Conv"})
 
 
 def step(name: str, start: float) -> None:
@@ -55,20 +60,26 @@ def install_gpu_extra() -> None:
     subprocess.run([*pip, f"{REPO}[gpu]"], check=True)
 
 
-def session(model: Path, provider: str, threads: int | None = None):
-    import onnxruntime as ort
+def session(model: Path, provider: str, threads: int | None = None, profile: bool = False):
+    import onnxruntime as ort  # here, not above: install_gpu_extra may replace it first
+
+    from service.runtime import load_cuda_libraries, with_options
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_profiling = profile
     if threads:
         options.intra_op_num_threads = threads
+    providers = [provider]
     if provider == CUDA:
-        options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
-    return ort.InferenceSession(str(model), options, providers=[provider])
+        load_cuda_libraries()
+        providers.append(CPU)  # onnxruntime keeps shape arithmetic on the CPU by design
+    return ort.InferenceSession(str(model), options, providers=with_options(providers))
 
 
-def prove_provider(model: Path, provider: str) -> str:
-    """The provider the session really holds; exits if it is not ``provider``."""
+def prove_provider(model: Path, provider: str) -> tuple[str, str]:
+    """The provider the session really holds and where its nodes ran, from one profiled call;
+    exits if the session is not on ``provider`` or any compute node ran elsewhere."""
     import onnxruntime as ort
 
     if provider == CUDA and CUDA not in ort.get_available_providers():
@@ -77,21 +88,48 @@ def prove_provider(model: Path, provider: str) -> str:
             f"(available: {ort.get_available_providers()}); is onnxruntime-gpu installed?"
         )
     try:
-        held = session(model, provider).get_providers()
+        profiled = session(model, provider, profile=True)
     except Exception as exc:
         raise SystemExit(f"FAIL: no {provider} session: {exc}") from exc
+    held = profiled.get_providers()
     if held[0] != provider:
         raise SystemExit(f"FAIL: asked for {provider}, onnxruntime gave {held} (a CPU fallback)")
-    return held[0]
+    spec = profiled.get_inputs()[0]
+    shape = [d if isinstance(d, int) else 1 for d in spec.shape]
+    profiled.run(None, {spec.name: np.zeros(shape, np.float32)})
+    trace = Path(profiled.end_profiling())
+    ran: dict[tuple[str, str], int] = {}
+    for event in json.loads(trace.read_text()):
+        args = event.get("args", {})
+        kernel = event.get("cat") == "Node" and event["name"].endswith("_kernel_time")
+        if kernel and "provider" in args:
+            key = (args["op_name"], args["provider"])
+            ran[key] = ran.get(key, 0) + 1
+    trace.unlink()
+    elsewhere = sorted(op for op, where in ran if where != provider and op in COMPUTE_OPS)
+    placed = ", ".join(f"{op} {where.removesuffix('ExecutionProvider')} x{n}"
+                       for (op, where), n in sorted(ran.items()))  # fmt: skip
+    if not ran or elsewhere:
+        raise SystemExit(f"FAIL: compute nodes not on {provider}: {elsewhere or 'no trace'}")
+    return held[0], placed
 
 
-def test_maps(bandwidth: int, limit: int | None) -> np.ndarray:
-    """(N, C, 2b, 2b) float32: the ModelNet10 test meshes through raymap."""
+def test_maps(bandwidth: int, limit: int | None, saved: Path | None) -> np.ndarray:
+    """(N, C, 2b, 2b) float32: the ModelNet10 test meshes through raymap, or the maps saved
+    in ``saved`` (written there first when it does not exist)."""
     import raymap
     from raymap.datasets import dataset_root
 
+    if saved is not None and saved.is_file():
+        maps = np.load(saved)
+        if maps.shape[-1] != 2 * bandwidth:
+            raise SystemExit(f"FAIL: {saved} holds maps of {maps.shape}, the model b = {bandwidth}")
+        return maps[:limit]
     paths = sorted(dataset_root("modelnet10").glob("*/test/*.off"))[:limit]
-    return np.stack([raymap.spherical_map(raymap.load_mesh_file(p), bandwidth) for p in paths])
+    maps = np.stack([raymap.spherical_map(raymap.load_mesh_file(p), bandwidth) for p in paths])
+    if saved is not None:
+        np.save(saved, maps)
+    return maps
 
 
 def probabilities(sess, maps: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -150,10 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-install", action="store_true", help="onnxruntime-gpu is there")
     parser.add_argument("--model", type=Path, default=REPO / "models" / "model.onnx")
     parser.add_argument("--limit", type=int, default=None, help="test maps (default all)")
+    parser.add_argument("--maps", type=Path, default=None, help="test maps saved as .npy")
+    parser.add_argument("--mesh-root", type=Path, default=None, help="bench/serve.py's")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--serve-requests", type=int, default=None)
     parser.add_argument(
-        "--workers", type=int, default=1, help="WEB_CONCURRENCY of the served tree (see README)"
+        "--workers", type=int, default=os.cpu_count() or 1, help="service worker processes"
     )
     args = parser.parse_args(argv)
     start = time.perf_counter()
@@ -166,11 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         step("installed the gpu extra", start)
     import onnxruntime as ort
 
-    provider = prove_provider(args.model, device)
-    step(f"onnxruntime {ort.__version__}: the session holds {provider}", start)
+    provider, placed = prove_provider(args.model, device)
+    step(f"onnxruntime {ort.__version__}: the session holds {provider}; nodes ran: {placed}", start)
 
     bandwidth = model_bandwidth(args.model)
-    maps = test_maps(bandwidth, limit)
+    maps = test_maps(bandwidth, limit, args.maps)
     step(f"{len(maps)} ModelNet10 test maps at b = {bandwidth}", start)
     on_device = probabilities(session(args.model, device), maps)
     on_cpu = probabilities(session(args.model, CPU), maps)
@@ -188,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     ]  # fmt: skip
     if args.workers > 1:
         serve += ["--workers", str(args.workers)]
+    if args.mesh_root is not None:
+        serve += ["--mesh-root", str(args.mesh_root)]
     if args.cpu:
         n = args.serve_requests or 8
         serve += ["--concurrency", "1", "4", "--requests", str(n), "--single-requests", str(n)]

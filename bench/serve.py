@@ -79,11 +79,14 @@ class Server:
         self.tree = tree
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self._log_path = log
         self._log = open(log, "wb")  # noqa: SIM115
+        # The tree first; the caller's own path after it (packages installed with --target).
+        path = os.pathsep.join(p for p in (str(tree), os.environ.get("PYTHONPATH")) if p)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service"],
             cwd=tree,
-            env={**os.environ, "PYTHONPATH": str(tree), "SHAPES_PORT": str(self.port), **env},
+            env={**os.environ, "PYTHONPATH": path, "SHAPES_PORT": str(self.port), **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -92,7 +95,9 @@ class Server:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise SystemExit(f"the server exited with {self.process.returncode}")
+                self._log.flush()
+                tail = self._log_path.read_text(errors="replace")[-3000:]
+                raise SystemExit(f"the server exited with {self.process.returncode}:\n{tail}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return

@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 DEVICES = ("auto", "cpu", "cuda")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
+# Full float32 matrix products on the GPU: onnxruntime's CUDA provider uses TF32 by default,
+# which moved probabilities by up to 3.5e-3 from the CPU's on the ModelNet10 test maps
+# (bench/gpu.py, H200); the model is small enough that TF32 buys little.
+CUDA_OPTIONS = {"use_tf32": "0"}
 ModelError = ContractError  # a model file the runtime cannot serve; the message says why
 
 
@@ -83,8 +87,25 @@ def choose_providers(device: str) -> list[str]:
             f"device='cuda' but this onnxruntime offers {available}; install onnxruntime-gpu"
         )
     if device in ("auto", "cuda") and CUDA in available:
+        load_cuda_libraries()
         return [CUDA, CPU]
     return [CPU]
+
+
+def with_options(providers: list[str]) -> list[str | tuple[str, dict[str, str]]]:
+    """``providers`` as onnxruntime takes them, the CUDA provider with ``CUDA_OPTIONS``."""
+    return [(name, CUDA_OPTIONS) if name == CUDA else name for name in providers]
+
+
+def load_cuda_libraries() -> None:
+    """Load the CUDA and cuDNN libraries that pip put beside onnxruntime-gpu (the ``gpu``
+    extra's ``nvidia-*`` wheels): the CUDA provider finds them only on the loader's path
+    otherwise, and without them the session quietly runs on the CPU. Libraries on the
+    loader's path (a CUDA base image) are taken as they are; onnxruntime before 1.21 has no
+    ``preload_dlls`` and relies on that path alone."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        preload()
 
 
 def session_options(intra_op_threads: int | None) -> ort.SessionOptions:
@@ -120,7 +141,7 @@ class Runtime:
             raise FileNotFoundError(f"no model at {path}")
         providers = choose_providers(device)
         options = session_options(intra_op_threads)
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.session = ort.InferenceSession(str(path), options, providers=with_options(providers))
         self.provider: str = self.session.get_providers()[0]
         self.intra_op_threads = options.intra_op_num_threads
         if device == "cuda" and self.provider != CUDA:

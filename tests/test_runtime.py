@@ -165,6 +165,22 @@ def test_cuda_on_a_cpu_build_is_an_error(exported: Exported) -> None:
         Runtime(exported.path, device="gpu")
 
 
+def test_cuda_libraries_beside_onnxruntime_gpu_are_loaded_before_a_cuda_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pip's onnxruntime-gpu[cuda,cudnn] puts CUDA in nvidia/* wheels, off the loader's path:
+    without preload_dlls the CUDA provider cannot load them and the service runs on the CPU.
+    (bench/gpu.py checks the real thing on a GPU; here, that the service asks for it.)"""
+    loads: list[str] = []
+    monkeypatch.setattr(ort, "preload_dlls", lambda: loads.append("cuda"), raising=False)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [runtime.CUDA, runtime.CPU])
+    assert runtime.choose_providers("cpu") == [runtime.CPU]
+    assert loads == []
+    assert runtime.choose_providers("auto") == [runtime.CUDA, runtime.CPU]
+    assert runtime.choose_providers("cuda") == [runtime.CUDA, runtime.CPU]
+    assert loads == ["cuda", "cuda"]
+
+
 def test_default_threads_share_the_cores_between_workers() -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert runtime.default_threads({}) == cores
