@@ -100,11 +100,25 @@ class Server:
                 raise SystemExit(f"the server exited with {self.process.returncode}:\n{tail}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    self._wait_idle(deadline)
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
         raise SystemExit("the server did not become ready")
+
+    def _wait_idle(self, deadline: float, window_s: float = 0.5, busy_s: float = 0.05) -> None:
+        """Until the server's processes use under ``busy_s`` of CPU in ``window_s``: the first
+        worker answers /readyz while the others may still be loading the model, and that
+        start-up CPU must not be counted as the first load's (16 workers: ~6 s of CPU)."""
+        last = self.cpu_s()
+        while time.monotonic() < deadline:
+            time.sleep(window_s)
+            now = self.cpu_s()
+            if now - last < busy_s:
+                return
+            last = now
+        raise SystemExit("the server did not become idle after start-up")
 
     def cpu_s(self) -> float:
         """User + system CPU seconds of the server and its worker processes so far (/proc)."""
