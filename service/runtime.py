@@ -42,7 +42,7 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 # Full float32 matrix products on the GPU: onnxruntime's CUDA provider uses TF32 by default,
 # which moved probabilities by up to 3.5e-3 from the CPU's on the ModelNet10 test maps
-# (bench/gpu.py, H200); the model is small enough that TF32 buys little.
+# (bench/gpu.py, H200), and bought no measurable time there (README, "GPU").
 CUDA_OPTIONS = {"use_tf32": "0"}
 ModelError = ContractError  # a model file the runtime cannot serve; the message says why
 

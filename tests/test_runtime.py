@@ -179,6 +179,11 @@ def test_cuda_libraries_beside_onnxruntime_gpu_are_loaded_before_a_cuda_session(
     assert runtime.choose_providers("auto") == [runtime.CUDA, runtime.CPU]
     assert runtime.choose_providers("cuda") == [runtime.CUDA, runtime.CPU]
     assert loads == ["cuda", "cuda"]
+    # ... and asks for full float32 products, as the CPU computes them (TF32 moved p by 3.5e-3).
+    assert runtime.with_options([runtime.CUDA, runtime.CPU]) == [
+        (runtime.CUDA, {"use_tf32": "0"}),
+        runtime.CPU,
+    ]
 
 
 def test_default_threads_share_the_cores_between_workers() -> None:
