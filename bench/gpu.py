@@ -30,6 +30,7 @@ and a short serving load, so CI knows the script works; its figures are not GPU 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import subprocess
@@ -63,17 +64,16 @@ def install_gpu_extra() -> None:
 def session(model: Path, provider: str, threads: int | None = None, profile: bool = False):
     import onnxruntime as ort  # here, not above: install_gpu_extra may replace it first
 
-    from service.runtime import load_cuda_libraries, with_options
+    from service.runtime import choose_providers, with_options
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.enable_profiling = profile
     if threads:
         options.intra_op_num_threads = threads
-    providers = [provider]
-    if provider == CUDA:
-        load_cuda_libraries()
-        providers.append(CPU)  # onnxruntime keeps shape arithmetic on the CPU by design
+    # CUDA with the CPU after it (onnxruntime keeps shape arithmetic there by design), as the
+    # service asks for it: its CUDA libraries loaded first, its provider options.
+    providers = choose_providers("cuda" if provider == CUDA else "cpu")
     return ort.InferenceSession(str(model), options, providers=with_options(providers))
 
 
@@ -98,13 +98,13 @@ def prove_provider(model: Path, provider: str) -> tuple[str, str]:
     shape = [d if isinstance(d, int) else 1 for d in spec.shape]
     profiled.run(None, {spec.name: np.zeros(shape, np.float32)})
     trace = Path(profiled.end_profiling())
-    ran: dict[tuple[str, str], int] = {}
-    for event in json.loads(trace.read_text()):
-        args = event.get("args", {})
-        kernel = event.get("cat") == "Node" and event["name"].endswith("_kernel_time")
-        if kernel and "provider" in args:
-            key = (args["op_name"], args["provider"])
-            ran[key] = ran.get(key, 0) + 1
+    ran = collections.Counter(
+        (event["args"]["op_name"], event["args"]["provider"])
+        for event in json.loads(trace.read_text())
+        if event.get("cat") == "Node"
+        and event["name"].endswith("_kernel_time")
+        and "provider" in event.get("args", {})
+    )
     trace.unlink()
     elsewhere = sorted(op for op, where in ran if where != provider and op in COMPUTE_OPS)
     placed = ", ".join(f"{op} {where.removesuffix('ExecutionProvider')} x{n}"

@@ -117,11 +117,15 @@ def main() -> int:
             for k in ("val", "test")
         }
 
+    queries = ("val", "test", "choosing", "reporting")
+    scores = {
+        bank: {k: knn_novelty(features[bank], features[k]) for k in queries}
+        for bank in ("bank", "bank_all")
+    }
     # The validation half least like the training part: its shapes' nearest training
     # descriptor is farther than the median's (ModelNet's training split holds near copies of
     # many of its shapes, which makes validation easier than unseen shapes).
-    far = knn_novelty(features["bank"], features["val"])
-    far = far > np.median(far)
+    far = scores["bank"]["val"] > np.median(scores["bank"]["val"])
     print(f"{args.checkpoint}: validation {len(y_val)} maps, test {len(y_test)}")
     val_right = logits["val"].argmax(1).numpy() == y_val
     print(
@@ -137,11 +141,6 @@ def main() -> int:
         ece = expected_calibration_error(p, y_test, BINS)
         print(f"temperature on {name:26s} T {temperature:.3f}  test ECE {ece:.4f}")
 
-    queries = ("val", "test", "choosing", "reporting")
-    scores = {
-        bank: {k: knn_novelty(features[bank], features[k]) for k in queries}
-        for bank in ("bank", "bank_all")
-    }
     novelty = scores["bank"]  # the shipped score
     for name, threshold in (
         ("plain (shipped)", float(np.quantile(novelty["val"], KEEP))),

@@ -44,7 +44,7 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -700,27 +700,19 @@ def report(model: Path, gallery: Path, out: Path | None, progress: bool) -> dict
     store = np.load(gallery)
     ids = [str(x) for x in store["ids"]]
     gallery_d = np.asarray(store["descriptors"], np.float64)
-    retrieval = _retrieval_figures(
-        descriptors.astype(np.float64),
-        labels,
-        predictions,
-        test.names,
-        ood["descriptor"].astype(np.float64),
-        gallery_d,
-        ids,
-    )
-    if float(trust.get("familiarity_weight") or 0.0):  # the same without its coordinate
-        without = _retrieval_figures(
-            _without_last(descriptors.astype(np.float64)),
-            labels,
-            predictions,
-            test.names,
-            _without_last(ood["descriptor"].astype(np.float64)),
-            _without_last(gallery_d),
-            ids,
-        )
-    else:
-        without = None
+    queries = descriptors.astype(np.float64)
+    strangers = ood["descriptor"].astype(np.float64)
+
+    def retrieval_of(transform: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
+        return _retrieval_figures(
+            transform(queries), labels, predictions, test.names,
+            transform(strangers), transform(gallery_d), ids,
+        )  # fmt: skip
+
+    retrieval = retrieval_of(lambda d: d)
+    # The same without the familiarity coordinate, when the descriptor has one.
+    with_coordinate = float(trust.get("familiarity_weight") or 0.0)
+    without = retrieval_of(_without_last) if with_coordinate else None
     figures = {
         "model": str(model),
         "gallery": str(gallery),
