@@ -2,19 +2,26 @@
 
 An STL stores every corner of every triangle: three times the vertices of the mesh, which
 the hull and the scene would otherwise carry. :func:`distinct_points` groups equal positions
-by a 64-bit hash of their bits, sorted as one integer key (3x faster than ``np.unique`` on
-24-byte rows), and checks every point against its group's first: a collision falls back to
+by a 64-bit hash of their bits (:func:`position_hashes`). The fast path sorts one integer per
+point, the hash's high bits with the point's index in the low bits (``np.sort`` of integers
+is a SIMD sort, ~4x faster than ``np.argsort`` of the same keys): the runs of equal high
+bits are the groups, the low bits the order. Every point is then checked against its
+group's first; a collision falls back to the whole 64-bit hash (``argsort``), then to
 sorting the coordinates' bits (``np.lexsort``), so the answer never depends on the hash.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-# Odd 64-bit constants (splitmix64's): the hash is sum(bits_i * C_i) modulo 2**64.
+# Odd 64-bit constants (splitmix64's): the hash is sum(fold(bits_i) * C_i) modulo 2**64.
 _HASH_MULTIPLIERS = np.array(
     [0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9], dtype=np.uint64
 )
+_HALF = np.uint64(32)
+Groups = tuple[np.ndarray, np.ndarray]  # (order, starts): see _equal_runs
 
 
 def distinct_points(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -22,18 +29,52 @@ def distinct_points(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     point of each distinct position (in the order of their keys), ``inverse`` (N,) int64 the
     position of each point in ``points[first]``, so ``points[first][inverse] == points``."""
     bits = np.ascontiguousarray(points, dtype=np.float64).view(np.uint64)  # (N, 3)
-    order, starts = _equal_runs(bits @ _HASH_MULTIPLIERS)
-    inverse = np.empty(len(order), dtype=np.int64)
-    inverse[order] = np.cumsum(starts) - 1
-    first = order[starts]
-    if not (bits[first][inverse] == bits).all():  # two positions with one hash
-        order, starts = _equal_runs(bits, np.lexsort((bits[:, 2], bits[:, 1], bits[:, 0])))
+    hashes = position_hashes(bits)
+    ways: list[Callable[[], Groups]] = [
+        lambda: _packed_runs(hashes),
+        lambda: _equal_runs(hashes),
+        lambda: _equal_runs(bits, np.lexsort((bits[:, 2], bits[:, 1], bits[:, 0]))),
+    ]
+    for way in ways:
+        order, starts = way()
+        inverse = np.empty(len(order), dtype=np.int64)
         inverse[order] = np.cumsum(starts) - 1
         first = order[starts]
+        if way is ways[-1] or _same_as_first(bits, first[inverse]):
+            break
     return first, inverse
 
 
-def _equal_runs(keys: np.ndarray, order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def position_hashes(bits: np.ndarray) -> np.ndarray:
+    """(N,) uint64 hashes of (N, 3) uint64 coordinate bits: each coordinate's high half is
+    folded onto its low half before the multiply-add. Without the fold, the float64 bits of
+    a float32 value (every STL coordinate) end in 29 zero bits, so the hash kept 35 bits and
+    the corners of a 100k-face STL collided (then took the lexsort, 3x the time)."""
+    return (bits ^ (bits >> _HALF)) @ _HASH_MULTIPLIERS
+
+
+def _same_as_first(bits: np.ndarray, representative: np.ndarray) -> bool:
+    """Whether every point's bits equal its representative's (column by column: one gather
+    of a 1-D column each, ~6x faster than gathering (N, 3) rows)."""
+    return all(bool((column[representative] == column).all()) for column in bits.T)
+
+
+def _packed_runs(hashes: np.ndarray) -> Groups:
+    """:func:`_equal_runs` of ``hashes`` by their high bits, from one ``np.sort`` of the high
+    bits with each point's index in the low bits (within a run, points keep their order)."""
+    index_bits = max(1, (len(hashes) - 1).bit_length())
+    low = np.uint64((1 << index_bits) - 1)
+    packed = (hashes & ~low) | np.arange(len(hashes), dtype=np.uint64)
+    packed.sort()
+    order = (packed & low).astype(np.int64)
+    high = packed >> np.uint64(index_bits)
+    starts = np.empty(len(order), dtype=bool)
+    starts[0] = True
+    np.not_equal(high[1:], high[:-1], out=starts[1:])
+    return order, starts
+
+
+def _equal_runs(keys: np.ndarray, order: np.ndarray | None = None) -> Groups:
     """``order`` sorting ``keys`` (rows or scalars; argsort if not given) and where each run
     of equal keys starts in that order."""
     if order is None:
