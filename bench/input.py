@@ -4,15 +4,17 @@
     python bench/input.py --formats off --sizes 10000 --repeats 20
     python bench/input.py --plot docs/perf-input-stage.png   # also the log-log plot
 
-Ours: ``raymap.load_mesh`` + ``raymap.spherical_map`` (both the mesh and its convex hull, at
-the shipped model's bandwidth). Theirs, the same work in trimesh: ``trimesh.load(file,
-file_type=..., force="mesh")`` (its defaults otherwise), the same area-centroid and unit-sphere
-normalization written with trimesh, ``mesh.convex_hull``, and trimesh's embree ray query
-(``mesh.ray.intersects_id``, first hits, with locations) for the same rays on the mesh and the
-hull, plus the face normals of the hits. The meshes are one real ModelNet10 shape per size
-(subdivided above 12k faces; made here, never stored), written by trimesh's exporters (OFF in
-ModelNet's own layout; ``ply`` binary, ``ply_ascii`` as text). The two are timed
-alternately, each call's wall and CPU time; the table gives medians and the ratio
+Ours: what the service runs, ``raymap.load_mesh`` then ``raymap.project.prepare`` (with
+``validated=True``: ``load_mesh`` has validated the mesh) and ``project`` (both the mesh and
+its convex hull, at the shipped model's bandwidth). Theirs, the same work in trimesh:
+``trimesh.load(file, file_type=..., force="mesh")`` (its defaults otherwise), the same
+area-centroid and unit-sphere normalization written with trimesh, ``mesh.convex_hull``, and
+trimesh's embree ray query (``mesh.ray.intersects_id``, first hits, with locations) for the
+same rays on the mesh and the hull, plus the face normals of the hits. The meshes are one
+real ModelNet10 shape per size (subdivided above 12k faces; made here, never stored), written
+by trimesh's exporters (OFF in ModelNet's own layout; ``ply`` binary, ``ply_ascii`` as text).
+The two are timed alternately (the order flips each round, each call after a pause of
+``--pause-ms``), each call's wall and CPU time; the table gives medians and the ratio
 theirs / ours.
 """
 
@@ -42,13 +44,15 @@ import raymap  # noqa: E402
 from bench.meshgen import FORMATS, SIZES, encode, mesh_of_size, upload_type  # noqa: E402
 from raymap.features import ORIGIN_RADIUS  # noqa: E402
 from raymap.grid import directions  # noqa: E402
+from raymap.project import prepare, project  # noqa: E402
 
 MAX_FACES = 10**7
 
 
 def ours(data: bytes, file_type: str, bandwidth: int) -> np.ndarray:
+    """The service's input stage (``service.runtime.Runtime.mesh_to_map``)."""
     mesh = raymap.load_mesh(data, upload_type(file_type), MAX_FACES)
-    return raymap.spherical_map(mesh, bandwidth)
+    return project(prepare(mesh, validated=True), bandwidth)
 
 
 def theirs(data: bytes, file_type: str, bandwidth: int) -> list[np.ndarray]:
@@ -92,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mesh-root", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None, help="log-log plot (PNG)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--pause-ms", type=float, default=20.0, help="before each timed call")
     parser.add_argument("--replot", type=Path, default=None, help="plot a --json file; no run")
     args = parser.parse_args(argv)
     if args.replot:
@@ -121,9 +126,14 @@ def main(argv: list[str] | None = None) -> int:
             ours(data, file_type, bandwidth)  # warm-up: imports, caches
             theirs(data, file_type, bandwidth)
             a, b = [], []
-            for _ in range(repeats):
-                a.append(timed(ours, data, file_type, bandwidth))
-                b.append(timed(theirs, data, file_type, bandwidth))
+            for round_ in range(repeats):
+                # The order flips each round and each call starts after a pause, so that
+                # neither side is timed while the other's threads (Embree's TBB pool in
+                # trimesh's ray query) are still running down.
+                calls = [(ours, a), (theirs, b)]
+                for function, times in calls if round_ % 2 == 0 else calls[::-1]:
+                    time.sleep(args.pause_ms / 1e3)
+                    times.append(timed(function, data, file_type, bandwidth))
             (ow, oc), (tw, tc) = np.median(a, axis=0), np.median(b, axis=0)
             row = {
                 "format": file_type,

@@ -14,7 +14,21 @@ Prints, for the checkpoint's network (features computed once):
 * the knn novelty AUROC with a bank of one rotated copy per training mesh (shipped) and of
   all copies, on validation vs the choosing half and test vs the reporting half;
 * test accuracy and ECE when the logits are averaged over 1..``--copies`` SO3-rotated copies of
-  every test mesh (test-time augmentation; the copies are built and cached once).
+  every test mesh (test-time augmentation; the copies are built and cached once);
+* the temperature fitted on the validation meshes stretched as the training copies are
+  (``train_stretch``: harder shapes than the plain validation maps);
+
+and, for a checkpoint with its post-hoc fit (``models/modelnet10.pt``):
+
+* a temperature that depends on the novelty, ``T(n) = exp(a + b z)`` with ``z`` the novelty
+  standardized on validation (``a``, ``b`` by validation NLL), and accuracy by novelty quarter
+  on validation and test;
+* the familiarity coordinate's front: for each weight ``w`` and width, and for two forms
+  (the shipped ``[sqrt(1 - w^2) d, w k]`` and ``[sqrt(1 - w^2) d, w k, w (1 - k)]``, where a
+  stranger also differs from familiar shapes in a coordinate of its own), the validation
+  figures the fit chooses by and the test figures ``model.trust report`` gives (strangers'
+  best matches below the 5th percentile of test queries', pair AUROC, mAP; the gallery is
+  the shipped one's maps, upright ModelNet10 train and test).
 
 Choices are made on validation and the choosing half; the test figures are only reported.
 """
@@ -22,30 +36,54 @@ Choices are made on validation and the choosing half; the test figures are only 
 from __future__ import annotations
 
 import argparse
+import copy
+import itertools
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.optimize import minimize
 from torch.nn import functional as F
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from model.checkpoint import build_model, read_checkpoint  # noqa: E402
-from model.data import load_maps, split_validation, subset  # noqa: E402
-from model.metrics import auroc, expected_calibration_error  # noqa: E402
+from model.data import MapSet, load_maps, split_validation, subset  # noqa: E402
+from model.metrics import (  # noqa: E402
+    auroc,
+    expected_calibration_error,
+    pair_auroc,
+    retrieval_metrics,
+)
+from model.net import SphericalCNN  # noqa: E402
 from model.trust import (  # noqa: E402
     BINS,
     KEEP,
     OOD_DATASET,
+    Invariants,
+    TrustedModel,
+    best_match,
+    concatenated,
     features_of,
     first_copies,
     fit_temperature,
+    invariants_of,
+    retrieval_figures,
     shrec_halves,
+    stranger_share,
 )
 
+SPLITS = ("train", "test")
 TTA_SEED = 7  # rotations of the test copies, other than the test split's own (seed 0)
+
+
+def first_copy_rows(names: list[str]) -> np.ndarray:
+    """Row indices of the first copy of each mesh, in order."""
+    seen: set[str] = set()
+    return np.array([i for i, name in enumerate(names) if not (name in seen or seen.add(name))])
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -74,8 +112,135 @@ def balanced_temperature(logits: torch.Tensor, labels: np.ndarray) -> float:
     return float(grid[int(np.argmin(losses))])
 
 
+def shrec_parts(ood: list[MapSet], names: list[str]) -> list[MapSet]:
+    """The shapes of these SHREC'11 classes, from each of its splits."""
+    return [subset(p, np.array([p.class_names[int(y)] in names for y in p.labels])) for p in ood]
+
+
+def invariants_of_all(network: SphericalCNN, parts: list[MapSet]) -> Invariants:
+    return concatenated([invariants_of(network, part) for part in parts])
+
+
 def knn_novelty(bank: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return 1.0 - (unit(queries) @ unit(bank).T).max(axis=1)
+
+
+def stretched_temperature(
+    network: SphericalCNN,
+    config: dict,
+    bandwidth: int,
+    test_logits: torch.Tensor,
+    y_test: np.ndarray,
+) -> None:
+    """The temperature fitted on the validation meshes' copies stretched as in training."""
+    stretch = float(config.get("train_stretch") or 0.0)
+    if not stretch:
+        return
+    full = load_maps(
+        config["dataset"], "train", bandwidth, config["train_rotation"], config["train_copies"],
+        int(config.get("data_seed", 0)), progress=False, stretch=stretch,
+    )  # fmt: skip
+    _, stretched = split_validation(full, config["val_fraction"], config["val_seed"])
+    with torch.no_grad():
+        logits = network.classifier(features_of(network, stretched).float()).double()
+    temperature = fit_temperature(logits, stretched.labels)
+    accuracy = float((logits.argmax(1) == stretched.labels).double().mean())
+    p = torch.softmax(test_logits / temperature, 1).numpy()
+    print(
+        f"temperature on validation stretched by up to {1 + stretch:g}: accuracy there "
+        f"{accuracy:.4f}, T {temperature:.3f}, test ECE "
+        f"{expected_calibration_error(p, y_test, BINS):.4f}"
+    )
+
+
+def logits_and_outputs(
+    model: TrustedModel, shapes: Invariants
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """(logits, descriptors, novelty) of ``shapes`` through ``model`` (float64)."""
+    with torch.no_grad():
+        logits = model.network.classifier(shapes.features)
+        _, descriptors, novelty = model.head(shapes.features, shapes.summaries)
+    return logits, descriptors.numpy(), novelty.numpy()
+
+
+def novelty_temperature(
+    val: tuple[torch.Tensor, np.ndarray], y_val: np.ndarray,
+    test: tuple[torch.Tensor, np.ndarray], y_test: np.ndarray,
+) -> None:  # fmt: skip
+    """T(n) = exp(a + b z), z the novelty standardized on validation; fitted by NLL there."""
+    centre, spread = float(np.median(val[1])), float(np.std(val[1]))
+
+    def temperatures(novelty: np.ndarray, params: np.ndarray) -> torch.Tensor:
+        z = torch.as_tensor((novelty - centre) / spread)
+        return torch.exp(params[0] + params[1] * z).unsqueeze(1)
+
+    def nll(params: np.ndarray) -> float:
+        return float(F.cross_entropy(val[0] / temperatures(val[1], params), torch.as_tensor(y_val)))
+
+    start = np.array([math.log(fit_temperature(val[0], torch.as_tensor(y_val))), 0.0])
+    params = minimize(nll, start, method="Nelder-Mead").x
+    eces = [
+        expected_calibration_error(
+            torch.softmax(logits / temperatures(novelty, params), 1).numpy(), labels, BINS
+        )
+        for (logits, novelty), labels in ((val, y_val), (test, y_test))
+    ]
+    print(
+        f"novelty temperature T = exp({params[0]:.3f} + {params[1]:.3f} z): validation ECE "
+        f"{eces[0]:.4f}, test ECE {eces[1]:.4f} (validation NLL {nll(params):.4f} against "
+        f"{nll(start):.4f} with one T); novelty median validation {centre:.2f}, test "
+        f"{np.median(test[1]):.2f}"
+    )
+    edges = np.quantile(val[1], [0.25, 0.5, 0.75])
+    for name, (logits, novelty), labels in (("validation", val, y_val), ("test", test, y_test)):
+        quarter = np.digitize(novelty, edges)
+        right = logits.argmax(1).numpy() == labels
+        shares = ", ".join(f"{right[quarter == q].mean():.3f}" for q in range(4))
+        print(f"  {name} accuracy by quarter of validation novelty (most familiar first): {shares}")
+
+
+def with_familiarity(
+    descriptors: np.ndarray, familiarity: np.ndarray, weight: float, own_coordinate: bool
+) -> np.ndarray:
+    """``[sqrt(1 - w^2) d, w k]`` (the shipped form) or ``[..., w k, w (1 - k)]``, unit rows."""
+    extra = [familiarity, 1.0 - familiarity] if own_coordinate else [familiarity]
+    rows = np.column_stack([math.sqrt(1.0 - weight**2) * descriptors, *(weight * e for e in extra)])
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def familiarity_front(
+    plain: TrustedModel, threshold: float, shapes: dict[str, Invariants],
+    val_first: np.ndarray, val_labels: np.ndarray, test_labels: np.ndarray,
+    test_names: list[str], gallery_ids: list[str],
+) -> None:  # fmt: skip
+    """Validation figures (the fit's criteria) and test figures of the familiarity forms."""
+    outputs = {name: logits_and_outputs(plain, part) for name, part in shapes.items()}
+    spread = float(np.std(outputs["val"][2]))
+    val_predictions = outputs["val"][0].argmax(1).numpy()[val_first]
+    test_predictions = outputs["test"][0].argmax(1).numpy()
+    for own, weight, width in itertools.product(
+        (False, True), (0.2, 0.3, 0.35, 0.4, 0.45, 0.5), (0.1, 0.25)
+    ):
+        d = {
+            name: with_familiarity(
+                out[1], 1.0 / (1.0 + np.exp((out[2] - threshold) / (width * spread))), weight, own
+            )
+            for name, out in outputs.items()
+        }
+        val = d["val"][val_first]
+        strangers = stranger_share(best_match(val, d["bank"]), best_match(d["choosing"], d["bank"]))
+        test = retrieval_figures(
+            d["test"], test_labels, test_predictions, test_names, d["reporting"],
+            d["gallery"], gallery_ids,
+        )  # fmt: skip
+        print(
+            f"familiarity {'[w k, w (1-k)]' if own else '[w k]':14s} w {weight:.2f} width "
+            f"{width:.2f} std | validation: strangers below p05 {strangers:.3f}, mAP "
+            f"{retrieval_metrics(val, val_labels, val_predictions)['mAP']:.4f}, pair AUROC "
+            f"{pair_auroc(val, val_labels):.4f} | test: strangers below p05 "
+            f"{test['ood_best_match_below_test_p05']:.3f}, pair AUROC {test['pair_auroc']:.4f}, "
+            f"mAP {test['retrieval']['mAP']:.4f}"
+        )
 
 
 def main() -> int:
@@ -97,10 +262,7 @@ def main() -> int:
     choosing, reporting = shrec_halves(ood[0].class_names)
 
     def shrec_half(names: list[str]) -> np.ndarray:
-        parts = [
-            subset(p, np.array([p.class_names[int(y)] in names for y in p.labels])) for p in ood
-        ]
-        return np.concatenate([features_of(network, p).numpy() for p in parts])
+        return np.concatenate([features_of(network, p).numpy() for p in shrec_parts(ood, names)])
 
     features = {
         "bank": features_of(network, first_copies(train)).numpy(),
@@ -175,6 +337,32 @@ def main() -> int:
             f"logits averaged over {k} rotated copies: test accuracy "
             f"{np.mean(p.argmax(1) == labels):.4f}, ECE {ece:.4f}"
         )
+    stretched_temperature(network, config, b, logits["test"], y_test)
+
+    post_hoc = state.get("post_hoc")
+    if not (post_hoc and post_hoc.get("fitted")):
+        return 0
+    double = copy.deepcopy(network).double().eval()
+    fitted = TrustedModel(double, post_hoc).double().eval()
+    shapes = {"val": invariants_of(network, val), "test": invariants_of(network, test)}
+    val_out, test_out = (logits_and_outputs(fitted, shapes[k]) for k in ("val", "test"))
+    novelty_temperature((val_out[0], val_out[2]), y_val, (test_out[0], test_out[2]), y_test)
+
+    # The shipped gallery's shapes: ModelNet10's training and test meshes, upright.
+    gallery = [load_maps("modelnet10", s, b, "none", 1, 0, progress=False) for s in SPLITS]
+    shapes |= {
+        "bank": invariants_of(network, first_copies(train)),
+        "choosing": invariants_of_all(network, shrec_parts(ood, choosing)),
+        "reporting": invariants_of_all(network, shrec_parts(ood, reporting)),
+        "gallery": invariants_of_all(network, gallery),
+    }
+    plain_descriptor = {**post_hoc["descriptor"], "familiarity": {"weight": 0.0}}
+    plain = TrustedModel(double, {**post_hoc, "descriptor": plain_descriptor}).double().eval()
+    first = first_copy_rows(val.names)
+    familiarity_front(
+        plain, float(post_hoc["novelty"]["threshold"]), shapes, first, y_val[first], y_test,
+        list(test.names), [n for part in gallery for n in part.names],
+    )  # fmt: skip
     return 0
 
 

@@ -704,7 +704,7 @@ def report(model: Path, gallery: Path, out: Path | None, progress: bool) -> dict
     strangers = ood["descriptor"].astype(np.float64)
 
     def retrieval_of(transform: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
-        return _retrieval_figures(
+        return retrieval_figures(
             transform(queries), labels, predictions, test.names,
             transform(strangers), transform(gallery_d), ids,
         )  # fmt: skip
@@ -765,7 +765,7 @@ def _without_last(descriptors: np.ndarray) -> np.ndarray:
     return kept / np.linalg.norm(kept, axis=1, keepdims=True)
 
 
-def _retrieval_figures(
+def retrieval_figures(
     queries: np.ndarray,
     labels: np.ndarray,
     predictions: np.ndarray,
