@@ -13,9 +13,8 @@ trimesh's embree ray query (``mesh.ray.intersects_id``, first hits, with locatio
 same rays on the mesh and the hull, plus the face normals of the hits. The meshes are one
 real ModelNet10 shape per size (subdivided above 12k faces; made here, never stored), written
 by trimesh's exporters (OFF in ModelNet's own layout; ``ply`` binary, ``ply_ascii`` as text).
-The two are timed alternately (the order flips each round, each call after a pause of
-``--pause-ms``), each call's wall and CPU time; the table gives medians and the ratio
-theirs / ours.
+The two are timed alternately (the order flips each round), each call's wall and CPU time;
+the table gives medians and the ratio theirs / ours.
 """
 
 from __future__ import annotations
@@ -96,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mesh-root", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None, help="log-log plot (PNG)")
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--pause-ms", type=float, default=20.0, help="before each timed call")
     parser.add_argument("--replot", type=Path, default=None, help="plot a --json file; no run")
     args = parser.parse_args(argv)
     if args.replot:
@@ -127,12 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             theirs(data, file_type, bandwidth)
             a, b = [], []
             for round_ in range(repeats):
-                # The order flips each round and each call starts after a pause, so that
-                # neither side is timed while the other's threads (Embree's TBB pool in
-                # trimesh's ray query) are still running down.
+                # The order flips each round: each side follows the other as often (right
+                # after trimesh's ray query, Embree's TBB threads are still running down).
                 calls = [(ours, a), (theirs, b)]
                 for function, times in calls if round_ % 2 == 0 else calls[::-1]:
-                    time.sleep(args.pause_ms / 1e3)
                     times.append(timed(function, data, file_type, bandwidth))
             (ow, oc), (tw, tc) = np.median(a, axis=0), np.median(b, axis=0)
             row = {
