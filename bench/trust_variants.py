@@ -69,6 +69,7 @@ from model.trust import (  # noqa: E402
     concatenated,
     features_of,
     first_copies,
+    first_copy_mask,
     fit_temperature,
     invariants_of,
     retrieval_figures,
@@ -78,12 +79,6 @@ from model.trust import (  # noqa: E402
 
 SPLITS = ("train", "test")
 TTA_SEED = 7  # rotations of the test copies, other than the test split's own (seed 0)
-
-
-def first_copy_rows(names: list[str]) -> np.ndarray:
-    """Row indices of the first copy of each mesh, in order."""
-    seen: set[str] = set()
-    return np.array([i for i, name in enumerate(names) if not (name in seen or seen.add(name))])
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -358,7 +353,7 @@ def main() -> int:
     }
     plain_descriptor = {**post_hoc["descriptor"], "familiarity": {"weight": 0.0}}
     plain = TrustedModel(double, {**post_hoc, "descriptor": plain_descriptor}).double().eval()
-    first = first_copy_rows(val.names)
+    first = first_copy_mask(val.names)
     familiarity_front(
         plain, float(post_hoc["novelty"]["threshold"]), shapes, first, y_val[first], y_test,
         list(test.names), [n for part in gallery for n in part.names],

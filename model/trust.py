@@ -299,15 +299,20 @@ def features_of(network: SphericalCNN, data: MapSet, batch_size: int = 256) -> t
     return torch.cat(out).double() if out else torch.zeros(0, network.config.descriptor_size)
 
 
-def first_copies(data: MapSet) -> MapSet:
-    """One row per mesh (the first of its rotated copies)."""
+def first_copy_mask(names: Sequence[str]) -> np.ndarray:
+    """(N,) bool: True at the first row of each name (a mesh's first rotated copy)."""
     seen: set[str] = set()
-    mask = np.zeros(len(data), dtype=bool)
-    for i, name in enumerate(data.names):
+    mask = np.zeros(len(names), dtype=bool)
+    for i, name in enumerate(names):
         if name not in seen:
             seen.add(name)
             mask[i] = True
-    return subset(data, mask)
+    return mask
+
+
+def first_copies(data: MapSet) -> MapSet:
+    """One row per mesh (the first of its rotated copies)."""
+    return subset(data, first_copy_mask(data.names))
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -389,12 +394,7 @@ def load_fit_data(network: SphericalCNN, state: dict[str, Any], progress: bool) 
     del full
     bank = first_copies(train_part)  # one rotated copy of each training mesh
     del train_part
-    first_names: set[str] = set()
-    val_first = np.zeros(len(val), dtype=bool)
-    for i, name in enumerate(val.names):
-        if name not in first_names:
-            first_names.add(name)
-            val_first[i] = True
+    val_first = first_copy_mask(val.names)
     ood = [
         load_maps(OOD_DATASET, split, config["bandwidth"], "so3", 1, 0, progress=progress)
         for split in ("train", "test")
