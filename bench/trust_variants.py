@@ -2,7 +2,7 @@
 
     python bench/trust_variants.py runs/so3-s1/best.pt
 
-Prints, for the checkpoint's network (features computed once):
+Prints, for the checkpoint's network (features computed once per set):
 
 * the temperature fitted on validation as ``model.trust`` does, with every class weighted
   equally (the training split is dominated by chairs, sofas and beds; the test split is near
@@ -256,17 +256,16 @@ def main() -> int:
     ood = [load_maps(OOD_DATASET, s, b, "so3", 1, 0, progress=False) for s in ("train", "test")]
     choosing, reporting = shrec_halves(ood[0].class_names)
 
-    def shrec_half(names: list[str]) -> np.ndarray:
-        return np.concatenate([features_of(network, p).numpy() for p in shrec_parts(ood, names)])
-
-    features = {
-        "bank": features_of(network, first_copies(train)).numpy(),
-        "bank_all": features_of(network, train).numpy(),
-        "val": features_of(network, val).numpy(),
-        "test": features_of(network, test).numpy(),
-        "choosing": shrec_half(choosing),
-        "reporting": shrec_half(reporting),
+    # One pass of the network over each set: its features and block summaries.
+    shapes = {
+        "bank": invariants_of(network, first_copies(train)),
+        "val": invariants_of(network, val),
+        "test": invariants_of(network, test),
+        "choosing": invariants_of_all(network, shrec_parts(ood, choosing)),
+        "reporting": invariants_of_all(network, shrec_parts(ood, reporting)),
     }
+    features = {name: part.features.numpy() for name, part in shapes.items()}
+    features["bank_all"] = features_of(network, train).numpy()
     y_val, y_test = val.labels.numpy(), test.labels.numpy()
     with torch.no_grad():
         logits = {
@@ -339,18 +338,12 @@ def main() -> int:
         return 0
     double = copy.deepcopy(network).double().eval()
     fitted = TrustedModel(double, post_hoc).double().eval()
-    shapes = {"val": invariants_of(network, val), "test": invariants_of(network, test)}
     val_out, test_out = (logits_and_outputs(fitted, shapes[k]) for k in ("val", "test"))
     novelty_temperature((val_out[0], val_out[2]), y_val, (test_out[0], test_out[2]), y_test)
 
     # The shipped gallery's shapes: ModelNet10's training and test meshes, upright.
     gallery = [load_maps("modelnet10", s, b, "none", 1, 0, progress=False) for s in SPLITS]
-    shapes |= {
-        "bank": invariants_of(network, first_copies(train)),
-        "choosing": invariants_of_all(network, shrec_parts(ood, choosing)),
-        "reporting": invariants_of_all(network, shrec_parts(ood, reporting)),
-        "gallery": invariants_of_all(network, gallery),
-    }
+    shapes["gallery"] = invariants_of_all(network, gallery)
     plain_descriptor = {**post_hoc["descriptor"], "familiarity": {"weight": 0.0}}
     plain = TrustedModel(double, {**post_hoc, "descriptor": plain_descriptor}).double().eval()
     first = first_copy_mask(val.names)
