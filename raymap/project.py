@@ -9,32 +9,18 @@ the mesh at ``R^T d``, which is what a rotation does to a function on the sphere
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
-from scipy.spatial import ConvexHull, QhullError
 
 from raymap.cast import RayScene
 from raymap.features import FEATURE_NAMES, ORIGIN_RADIUS, ray_features
 from raymap.grid import check_bandwidth, directions
+from raymap.hull import convex_hull
 from raymap.mesh import Triangles, validate_mesh
 from raymap.normalize import NormalizedMesh, normalize
-
-# Two qhull options skip bookkeeping whose results a hull of facets never reads:
-# Q5, the final correction of the merged facets' outer planes, and Q8, tracking near-inside
-# points (for coplanar-point output). The same facets on all 899 ModelNet10 test meshes,
-# 14 % less time (scipy always adds Qt, triangulated output).
-HULL_OPTIONS = "Q5 Q8"
-# From this many faces on, qhull runs in a helper thread while Embree builds the surface
-# scene: both release the GIL, so a large upload's wall time drops by the shorter of the two
-# (500k faces: ~50 ms). Below, the hand-off costs more CPU than it saves time (10k faces:
-# +0.7 ms of CPU for -0.9 ms), and a server under load has no idle core to give anyway.
-OVERLAP_MIN_FACES = 50_000
 
 
 @dataclass(frozen=True)
@@ -44,25 +30,6 @@ class PreparedMesh:
     normalized: NormalizedMesh
     surface: RayScene
     hull: RayScene
-
-
-def convex_hull_faces(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Convex hull by qhull: (hull vertices (H, 3), faces (F, 3) int32 into them).
-
-    A flat mesh has no 3D hull; qhull's joggle (``QJ``) then gives a thin one. With fewer
-    than four points even that fails, and the mesh (a lone triangle) is its own hull.
-    """
-    try:
-        hull = ConvexHull(vertices, qhull_options=HULL_OPTIONS)
-    except QhullError:
-        try:
-            hull = ConvexHull(vertices, qhull_options="QJ")
-        except QhullError:
-            return vertices, faces.astype(np.int32)
-    used = hull.vertices  # (H,) indices into ``vertices``
-    new_index = np.empty(len(vertices), dtype=np.int32)
-    new_index[used] = np.arange(len(used), dtype=np.int32)
-    return vertices[used], new_index[hull.simplices]
 
 
 Clock = Callable[[], float]
@@ -78,49 +45,28 @@ def prepare(
 
     ``mesh`` is anything with ``vertices`` and ``faces`` arrays (a ``trimesh.Trimesh``);
     ``validated=True`` skips the validation for a mesh :func:`raymap.load_mesh` just returned
-    (it validates what it reads; a 500k-face mesh takes ~15 ms to check twice). From
-    ``OVERLAP_MIN_FACES`` faces on, qhull runs in a helper thread while the surface scene
-    builds; ``timings["hull"]`` (qhull's own time) then overlaps ``cast_build``.
+    (it validates what it reads; a 500k-face mesh takes ~15 ms to check twice).
     """
     start = clock()
     if not validated:
         validate_mesh(mesh, max_faces=None)
     normalized = normalize(mesh.vertices, mesh.faces)
     after_normalize = clock()
-    if len(normalized.faces) >= OVERLAP_MIN_FACES:
-        hull_job = _hull_threads(os.getpid()).submit(_timed_hull, normalized, clock)
-        surface, surface_ms = _timed_scene(normalized.vertices, normalized.faces, clock)
-        (hull_vertices, hull_faces), hull_ms = hull_job.result()
-    else:
-        (hull_vertices, hull_faces), hull_ms = _timed_hull(normalized, clock)
-        surface, surface_ms = _timed_scene(normalized.vertices, normalized.faces, clock)
+    hull_vertices, hull_faces = convex_hull(normalized.vertices, normalized.faces)
+    after_hull = clock()
+    surface, surface_ms = _timed_scene(normalized.vertices, normalized.faces, clock)
     hull, hull_scene_ms = _timed_scene(hull_vertices, hull_faces, clock)
     if timings is not None:
         timings["normalize"] = 1e3 * (after_normalize - start)
-        timings["hull"] = hull_ms
+        timings["hull"] = 1e3 * (after_hull - after_normalize)
         timings["cast_build"] = surface_ms + hull_scene_ms
     return PreparedMesh(normalized=normalized, surface=surface, hull=hull)
-
-
-def _timed_hull(
-    normalized: NormalizedMesh, clock: Clock
-) -> tuple[tuple[np.ndarray, np.ndarray], float]:
-    start = clock()
-    hull = convex_hull_faces(normalized.vertices, normalized.faces)
-    return hull, 1e3 * (clock() - start)
 
 
 def _timed_scene(vertices: np.ndarray, faces: np.ndarray, clock: Clock) -> tuple[RayScene, float]:
     start = clock()
     scene = RayScene(vertices, faces)
     return scene, 1e3 * (clock() - start)
-
-
-@cache
-def _hull_threads(pid: int) -> ThreadPoolExecutor:
-    """This process's helper threads: a forked child (a dataset build's worker) gets its own,
-    never the parent's pool, whose threads it does not have."""
-    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="raymap-hull")
 
 
 def project(

@@ -15,9 +15,9 @@ import raymap
 from raymap.cast import Hits, RayScene
 from raymap.features import ORIGIN_RADIUS, ray_features
 from raymap.grid import directions
+from raymap.hull import convex_hull
 from raymap.mesh import _off_lines, _read_obj_by_loadtxt, _read_plain_obj
 from raymap.normalize import normalize
-from raymap.project import convex_hull_faces
 from tests.raymap_testing import CHAIR, MODELNET_MINI, assert_same_arrays
 
 
@@ -31,7 +31,7 @@ def embreex_hits(vertices: np.ndarray, faces: np.ndarray, origins, dirs) -> dict
 def test_scene_gives_embreexs_hits_bit_for_bit(path) -> None:
     mesh = raymap.load_mesh_file(path)
     normalized = normalize(mesh.vertices, mesh.faces)
-    hull_vertices, hull_faces = convex_hull_faces(normalized.vertices, normalized.faces)
+    hull_vertices, hull_faces = convex_hull(normalized.vertices, normalized.faces)
     outward = directions(16).reshape(-1, 3)[:-3]  # not a multiple of the packet width
     origins = (ORIGIN_RADIUS * outward).astype(np.float32)
     inward = (-outward).astype(np.float32)

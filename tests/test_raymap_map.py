@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import trimesh
 
 import raymap
-from raymap import project
 from raymap.datasets import sample_rotation
 from raymap.features import MISS_COS, MISS_DISTANCE, MISS_SIN
 from raymap.grid import GridSpec, directions
@@ -190,41 +186,3 @@ def test_importing_raymap_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_a_large_meshs_hull_built_beside_its_scene_gives_the_same_map(
-    chair: trimesh.Trimesh, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """From OVERLAP_MIN_FACES faces on, qhull runs in a helper thread: the same map, and the
-    stage times still name each stage."""
-    alone = raymap.spherical_map(chair, 16)
-    monkeypatch.setattr(project, "OVERLAP_MIN_FACES", 1)
-    beside, timings = raymap.spherical_map_timed(chair, 16)
-    np.testing.assert_array_equal(beside, alone)
-    assert timings["hull"] > 0 and timings["cast_build"] > 0
-
-
-def test_a_forked_child_gets_its_own_hull_threads(
-    chair: trimesh.Trimesh, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A dataset build forks workers after the parent may have used the helper threads: the
-    child must not queue work on the parent's pool, whose threads it does not have."""
-    monkeypatch.setattr(project, "OVERLAP_MIN_FACES", 1)
-    expected = raymap.spherical_map(chair, 8)  # the parent's pool now exists
-    read, write = os.pipe()
-    child = os.fork()
-    if child == 0:  # the child: map once more, report, exit without pytest's teardown
-        try:
-            ok = np.array_equal(raymap.spherical_map(chair, 8), expected)
-            os.write(write, b"1" if ok else b"0")
-        finally:
-            os._exit(0)
-    os.close(write)
-    deadline = time.monotonic() + 20
-    while (done := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if done[0] == 0:  # it waits for a thread it does not have
-        os.kill(child, signal.SIGKILL)
-        os.waitpid(child, 0)
-        pytest.fail("the forked child hung on its parent's hull threads")
-    assert os.read(read, 1) == b"1" and done[1] == 0
