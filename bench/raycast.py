@@ -8,7 +8,7 @@ on 2 cores.
     python bench/raycast.py --limit 100 --no-build
 
 Per mesh, in one process: parse (bytes -> validated mesh), normalize (validation + centre and
-scale), hull (qhull), cast (both embree scenes built + both ray bundles), features. Then the
+scale), hull (raymap.hull), cast (both embree scenes built + both ray bundles), features. Then the
 real dataset build (``raymap.datasets.build_split``, process pool, fresh temporary cache).
 """
 

@@ -23,7 +23,8 @@ and, for a checkpoint with its post-hoc fit (``models/modelnet10.pt``):
 * a temperature that depends on the novelty, ``T(n) = exp(a + b z)`` with ``z`` the novelty
   standardized on validation (``a``, ``b`` by validation NLL), and accuracy by novelty quarter
   on validation and test;
-* the familiarity coordinate's front: for each weight ``w`` and width, and for two forms
+* the familiarity coordinate's front: for each weight ``w``, width and centre (the novelty
+  threshold, or 0.5 or 1 standard deviations of validation novelty above it), and for two forms
   (the shipped ``[sqrt(1 - w^2) d, w k]`` and ``[sqrt(1 - w^2) d, w k, w (1 - k)]``, where a
   stranger also differs from familiar shapes in a coordinate of its own), the validation
   figures the fit chooses by and the test figures ``model.trust report`` gives (strangers'
@@ -213,12 +214,13 @@ def familiarity_front(
     spread = float(np.std(outputs["val"][2]))
     val_predictions = outputs["val"][0].argmax(1).numpy()[val_first]
     test_predictions = outputs["test"][0].argmax(1).numpy()
-    for own, weight, width in itertools.product(
-        (False, True), (0.2, 0.3, 0.35, 0.4, 0.45, 0.5), (0.1, 0.25)
+    for own, offset, weight, width in itertools.product(
+        (False, True), (0.0, 0.5, 1.0), (0.2, 0.3, 0.35, 0.4, 0.45, 0.5), (0.1, 0.25)
     ):
+        centre = threshold + offset * spread
         d = {
             name: with_familiarity(
-                out[1], 1.0 / (1.0 + np.exp((out[2] - threshold) / (width * spread))), weight, own
+                out[1], 1.0 / (1.0 + np.exp((out[2] - centre) / (width * spread))), weight, own
             )
             for name, out in outputs.items()
         }
@@ -229,8 +231,9 @@ def familiarity_front(
             d["gallery"], gallery_ids,
         )  # fmt: skip
         print(
-            f"familiarity {'[w k, w (1-k)]' if own else '[w k]':14s} w {weight:.2f} width "
-            f"{width:.2f} std | validation: strangers below p05 {strangers:.3f}, mAP "
+            f"familiarity {'[w k, w (1-k)]' if own else '[w k]':14s} centre +{offset:.1f} std, "
+            f"w {weight:.2f} width {width:.2f} std | validation: strangers below p05 "
+            f"{strangers:.3f}, mAP "
             f"{retrieval_metrics(val, val_labels, val_predictions)['mAP']:.4f}, pair AUROC "
             f"{pair_auroc(val, val_labels):.4f} | test: strangers below p05 "
             f"{test['ood_best_match_below_test_p05']:.3f}, pair AUROC {test['pair_auroc']:.4f}, "

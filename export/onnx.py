@@ -81,6 +81,7 @@ ALLOWED_OPS = frozenset(
         "Mul",
         "Neg",
         "Pow",
+        "PRelu",
         "ReduceL2",
         "ReduceLogSumExp",
         "ReduceMax",

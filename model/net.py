@@ -16,6 +16,8 @@ from torch.nn import functional as F
 
 from model.layers import SpectralConv, SphericalMean
 
+ACTIVATIONS = ("relu", "prelu")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -39,8 +41,14 @@ class ModelConfig:
     descriptor_size: int = 128
     n_anchors: int = 8
     dropout: float = 0.3
+    # After each spherical block's batch norm: "relu", or "prelu" (the paper's: a learned
+    # slope per channel for negative values; pointwise like ReLU, so it commutes with
+    # rotations of the grid as well).
+    activation: str = "relu"
 
     def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
         if self.in_channels % self.n_branches:
             raise ValueError(f"{self.in_channels=} is not divisible by {self.n_branches=}")
         bandwidth = self.bandwidth
@@ -72,7 +80,8 @@ class ModelConfig:
 
 
 class SphericalBlock(nn.Module):
-    """Spectral convolution (with spectral pooling) -> batch norm -> ReLU, on the grid."""
+    """Spectral convolution (with spectral pooling) -> batch norm -> ReLU (or PReLU), on the
+    grid."""
 
     def __init__(
         self,
@@ -81,15 +90,17 @@ class SphericalBlock(nn.Module):
         in_bandwidth: int,
         out_bandwidth: int,
         n_anchors: int,
+        activation: str = "relu",
     ) -> None:
         super().__init__()
         self.conv = SpectralConv(in_channels, out_channels, in_bandwidth, out_bandwidth, n_anchors)
         # Per-channel affine at inference: commutes with rotations.
         self.norm = nn.BatchNorm2d(out_channels)
+        self.activation: nn.Module = nn.PReLU(out_channels) if activation == "prelu" else nn.ReLU()
         self.mean = SphericalMean(out_bandwidth)  # for summary(); no weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.norm(self.conv(x)))
+        return self.activation(self.norm(self.conv(x)))
 
     def summary(self, x: torch.Tensor) -> torch.Tensor:
         """This block's output (B, C, 2b, 2b) -> (B, 2C): each channel's spherical mean and root
@@ -102,11 +113,14 @@ def _blocks(
     in_bandwidth: int,
     layers: tuple[tuple[int, int], ...],
     n_anchors: int,
+    activation: str,
 ) -> nn.Sequential:
     blocks = []
     channels, bandwidth = in_channels, in_bandwidth
     for out_channels, out_bandwidth in layers:
-        blocks.append(SphericalBlock(channels, out_channels, bandwidth, out_bandwidth, n_anchors))
+        blocks.append(
+            SphericalBlock(channels, out_channels, bandwidth, out_bandwidth, n_anchors, activation)
+        )
         channels, bandwidth = out_channels, out_bandwidth
     return nn.Sequential(*blocks)
 
@@ -124,12 +138,12 @@ class SphericalCNN(nn.Module):
         self.config = config
         c = config
         self.branches = nn.ModuleList(
-            _blocks(c.branch_channels, c.bandwidth, c.branch_layers, c.n_anchors)
+            _blocks(c.branch_channels, c.bandwidth, c.branch_layers, c.n_anchors, c.activation)
             for _ in range(c.n_branches)
         )
         branch_out, branch_bandwidth = c.branch_layers[-1]
         self.joint = _blocks(
-            branch_out * c.n_branches, branch_bandwidth, c.joint_layers, c.n_anchors
+            branch_out * c.n_branches, branch_bandwidth, c.joint_layers, c.n_anchors, c.activation
         )
         final_channels, final_bandwidth = (c.joint_layers or c.branch_layers)[-1]
         if not c.joint_layers:

@@ -101,6 +101,7 @@ class TrainConfig:
     lr_gamma: float = 0.1
     label_smoothing: float = 0.0
     dropout: float = 0.3
+    activation: str = "relu"  # of the spherical blocks: relu | prelu (model.net.ACTIVATIONS)
     limit_per_class: int | None = None  # for quick experiments
     threads: int = 0  # 0 = torch's default
     device: str = "auto"  # auto | cpu | cuda
@@ -210,7 +211,9 @@ def train(config: TrainConfig) -> Path:
     if source is not None:
         model_config = finetune_config(source, n_classes, config.dropout)
     else:
-        model_config = preset_config(config.architecture, dropout=config.dropout)
+        model_config = preset_config(
+            config.architecture, dropout=config.dropout, activation=config.activation
+        )
         model_config = dataclasses.replace(
             model_config, bandwidth=config.bandwidth, n_classes=n_classes
         )

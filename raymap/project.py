@@ -117,8 +117,9 @@ def spherical_map_timed(
 ) -> tuple[np.ndarray, dict[str, float]]:
     """:func:`spherical_map` and its stage times in ms (wall clock unless ``clock`` is given).
 
-    Keys: ``normalize`` (validation included), ``hull`` (qhull), ``cast`` (both BVH builds
-    and both ray bundles; split into ``cast_build`` and ``cast_rays``), ``features``, ``total``.
+    Keys: ``normalize`` (validation included), ``hull`` (:mod:`raymap.hull`), ``cast`` (both
+    BVH builds and both ray bundles; split into ``cast_build`` and ``cast_rays``),
+    ``features``, ``total``.
     """
     check_bandwidth(bandwidth)
     timings: dict[str, float] = {}

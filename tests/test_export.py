@@ -130,6 +130,34 @@ def test_graph_holds_only_standard_ops(exported: Exported) -> None:
     assert not set(ops) & {"DFT", "STFT", "Loop", "Scan", "If"}
 
 
+def test_a_prelu_network_exports_with_parity(exported: Exported, tmp_path: Path) -> None:
+    """``--activation=prelu`` (the paper's): a standard PRelu node, and the export's own
+    parity check against PyTorch passes."""
+    torch.manual_seed(1)
+    network = SphericalCNN(
+        preset_config("small", n_classes=len(exported.class_names), activation="prelu")
+    )
+    with torch.no_grad():
+        _randomize_batch_norm(network, torch.Generator().manual_seed(1))
+        for module in network.modules():
+            if isinstance(module, torch.nn.PReLU):
+                module.weight.uniform_(-0.5, 0.5)
+    network.eval()
+    config = TrainConfig(
+        dataset="shrec11", architecture="small", bandwidth=BANDWIDTH, activation="prelu"
+    )
+    checkpoint = save_checkpoint(
+        {**model_artifact(network, exported.class_names, config), "history": []},
+        tmp_path / "checkpoint.pt",
+    )
+    path = tmp_path / "model.onnx"
+    code = export_onnx.main([str(checkpoint), "--out", str(path), "--check-batches", "1,7"])
+    assert code == 0
+    model = onnx.load(path)
+    assert export_onnx.check_graph(model) == []
+    assert export_onnx.op_counts(model).get("PRelu", 0) == 11  # one per spherical block
+
+
 def test_filters_are_folded_into_constants(exported: Exported) -> None:
     """No node computes from constants alone: the degree weights are not recomputed per call."""
     assert export_onnx.constant_nodes(exported.model) == []

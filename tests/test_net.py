@@ -13,10 +13,15 @@ from model.train import TrainConfig
 from tests.spherical import random_coefficients, random_rotation, sample_rotated
 
 
-@pytest.fixture(scope="module")
-def small_network() -> SphericalCNN:
+@pytest.fixture(scope="module", params=["relu", "prelu"])
+def small_network(request: pytest.FixtureRequest) -> SphericalCNN:
+    """The small network with either activation (PReLU: its slopes drawn, as after training)."""
     torch.manual_seed(0)
-    model = SphericalCNN(preset_config("small", n_classes=5)).eval()
+    model = SphericalCNN(preset_config("small", n_classes=5, activation=request.param)).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.PReLU):
+                module.weight.uniform_(-0.5, 0.5)
     # Non-trivial batch-norm statistics, as after training.
     with torch.no_grad():
         model.train()
@@ -123,6 +128,8 @@ def test_checkpoint_round_trip(tmp_path: object, small_network: SphericalCNN) ->
 
 
 def test_model_config_refuses_inconsistent_layers() -> None:
+    with pytest.raises(ValueError, match="activation"):
+        ModelConfig(activation="gelu")
     with pytest.raises(ValueError, match="after bandwidth 8"):
         ModelConfig(bandwidth=8, branch_layers=((16, 16),))
     with pytest.raises(ValueError, match="unknown ModelConfig keys"):
