@@ -17,7 +17,8 @@ from torch import nn
 
 from model.net import ModelConfig, SphericalCNN
 
-HEAD = "classifier."
+# The class-specific layers: the classifier, and the branch heads of an auxiliary loss.
+HEADS = ("classifier.", "branch_heads.")
 
 # What a folder dataset fine-tunes from unless told otherwise (``--init_from=auto``): the shipped
 # ModelNet10 checkpoint, relative to the working directory (the repository root). On SHREC'11 it
@@ -55,9 +56,9 @@ def finetune_config(source: dict[str, Any], n_classes: int, dropout: float) -> M
 
 def load_pretrained(model: SphericalCNN, source: dict[str, Any]) -> int:
     """Copy every weight of ``source`` except the head into ``model``; the number of tensors."""
-    weights = {k: v for k, v in source["weights"].items() if not k.startswith(HEAD)}
+    weights = {k: v for k, v in source["weights"].items() if not k.startswith(HEADS)}
     missing, unexpected = model.load_state_dict(weights, strict=False)
-    if unexpected or any(not name.startswith(HEAD) for name in missing):
+    if unexpected or any(not name.startswith(HEADS) for name in missing):
         raise ValueError(
             f"the source checkpoint does not fit this network: missing {missing}, "
             f"unexpected {unexpected}"
@@ -67,7 +68,7 @@ def load_pretrained(model: SphericalCNN, source: dict[str, Any]) -> int:
 
 def pretrained_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The parameters copied from the source (frozen while ``freeze_epochs`` last)."""
-    return [p for name, p in model.named_parameters() if not name.startswith(HEAD)]
+    return [p for name, p in model.named_parameters() if not name.startswith(HEADS)]
 
 
 def source_summary(path: str | Path, source: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ Output: class logits (B, K) and an L2-normalized, rotation-invariant descriptor 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -45,6 +45,9 @@ class ModelConfig:
     # slope per channel for negative values; pointwise like ReLU, so it commutes with
     # rotations of the grid as well).
     activation: str = "relu"
+    # A classifier on each branch's spherical mean, for an auxiliary loss in training
+    # (``TrainConfig.branch_loss``); the exported graph never computes it.
+    branch_heads: bool = False
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
@@ -125,13 +128,6 @@ def _blocks(
     return nn.Sequential(*blocks)
 
 
-@dataclass
-class NetworkOutput:
-    logits: torch.Tensor
-    descriptor: torch.Tensor
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
 class SphericalCNN(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -156,6 +152,10 @@ class SphericalCNN(nn.Module):
         )
         self.dropout = nn.Dropout(c.dropout)
         self.classifier = nn.Linear(c.descriptor_size, c.n_classes)
+        self.branch_pool = SphericalMean(branch_bandwidth)
+        self.branch_heads = nn.ModuleList(
+            nn.Linear(branch_out, c.n_classes) for _ in range(c.n_branches if c.branch_heads else 0)
+        )
 
     def features(self, maps: torch.Tensor) -> torch.Tensor:
         """(B, C, 2b, 2b) -> (B, D) rotation-invariant features before normalization."""
@@ -171,12 +171,19 @@ class SphericalCNN(nn.Module):
         names = [f"branch{i}.{j}" for i, b in enumerate(self.branches) for j in range(len(b))]
         return names + [f"joint.{j}" for j in range(len(self.joint))]
 
-    def _run(self, maps: torch.Tensor, summaries: list[torch.Tensor] | None) -> torch.Tensor:
+    def _run(
+        self,
+        maps: torch.Tensor,
+        summaries: list[torch.Tensor] | None,
+        branch_outputs: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         parts = maps.split(self.config.branch_channels, dim=1)
         outs = [
             self._blocks(branch, part, summaries)
             for branch, part in zip(self.branches, parts, strict=True)
         ]
+        if branch_outputs is not None:
+            branch_outputs.extend(outs)
         x = torch.cat(outs, dim=1)  # (B, branches * C, 2b', 2b')
         x = self._blocks(self.joint, x, summaries)  # (B, C', 2b', 2b')
         return self.embed(self.pool(x))  # (B, D)
@@ -191,12 +198,26 @@ class SphericalCNN(nn.Module):
                 summaries.append(block.summary(x))
         return x
 
-    def forward(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, 2b, 2b) -> logits (B, K), unit-length descriptor (B, D)."""
-        features = self.features(maps)
+    def forward(self, maps: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(B, C, 2b, 2b) -> logits (B, K), unit-length descriptor (B, D); in training, a
+        network with branch heads also gives each branch's logits (branches, B, K), for the
+        auxiliary loss (in the forward pass, so that a DistributedDataParallel wrapper sees
+        the heads' use)."""
+        branch_outputs: list[torch.Tensor] | None = (
+            [] if self.training and len(self.branch_heads) else None
+        )
+        features = self._run(maps, None, branch_outputs)
         logits = self.classifier(self.dropout(features))
         descriptor = F.normalize(features, dim=1)
-        return logits, descriptor
+        if branch_outputs is None:
+            return logits, descriptor
+        branch_logits = torch.stack(
+            [
+                head(self.branch_pool(out))
+                for head, out in zip(self.branch_heads, branch_outputs, strict=True)
+            ]
+        )
+        return logits, descriptor, branch_logits
 
 
 # Named architectures: the paper-sized one for 64 x 64 maps and a small one for quick tests.

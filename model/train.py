@@ -102,6 +102,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     dropout: float = 0.3
     activation: str = "relu"  # of the spherical blocks: relu | prelu (model.net.ACTIVATIONS)
+    # Weight of an auxiliary loss: a classifier on each branch's spherical mean, its
+    # cross-entropy averaged over the branches and added to the main loss (0: no such heads).
+    branch_loss: float = 0.0
     limit_per_class: int | None = None  # for quick experiments
     threads: int = 0  # 0 = torch's default
     device: str = "auto"  # auto | cpu | cuda
@@ -212,7 +215,10 @@ def train(config: TrainConfig) -> Path:
         model_config = finetune_config(source, n_classes, config.dropout)
     else:
         model_config = preset_config(
-            config.architecture, dropout=config.dropout, activation=config.activation
+            config.architecture,
+            dropout=config.dropout,
+            activation=config.activation,
+            branch_heads=config.branch_loss > 0,
         )
         model_config = dataclasses.replace(
             model_config, bandwidth=config.bandwidth, n_classes=n_classes
@@ -266,8 +272,14 @@ def train(config: TrainConfig) -> Path:
             maps = train_set.maps[index].to(device, non_blocking=True)
             labels = train_set.labels[index].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                logits, _ = net(maps)
+                logits, _, *branch_logits = net(maps)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+            if branch_logits:  # (branches, B, K): each branch's own classifier
+                per_branch = branch_logits[0].float().flatten(0, 1)
+                loss = loss + config.branch_loss * F.cross_entropy(
+                    per_branch, labels.repeat(len(branch_logits[0])),
+                    label_smoothing=config.label_smoothing,
+                )  # fmt: skip
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for parameter in frozen:  # only the new head learns (the same in every process)

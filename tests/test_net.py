@@ -127,6 +127,22 @@ def test_checkpoint_round_trip(tmp_path: object, small_network: SphericalCNN) ->
         torch.testing.assert_close(model(maps)[0], small_network(maps)[0])
 
 
+def test_branch_heads_answer_in_training_only() -> None:
+    """``branch_heads``: each branch's logits in training (for the auxiliary loss, which
+    reaches the heads and the branches), the plain two outputs in eval (what is exported)."""
+    torch.manual_seed(0)
+    model = SphericalCNN(preset_config("small", n_classes=5, branch_heads=True))
+    maps = torch.rand(4, 6, 32, 32)
+    logits, _, branch_logits = model.train()(maps)
+    assert logits.shape == (4, 5) and branch_logits.shape == (2, 4, 5)
+    branch_logits.sum().backward()
+    assert all(head.weight.grad.abs().sum() > 0 for head in model.branch_heads)
+    assert model.branches[1][0].conv.anchor_spectra.grad.abs().sum() > 0
+    assert model.classifier.weight.grad is None  # the auxiliary loss alone never reaches it
+    assert len(model.eval()(maps)) == 2
+    assert len(SphericalCNN(preset_config("small", n_classes=5)).train()(maps)) == 2
+
+
 def test_model_config_refuses_inconsistent_layers() -> None:
     with pytest.raises(ValueError, match="activation"):
         ModelConfig(activation="gelu")

@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from model.checkpoint import checkpoint_path, read_checkpoint
-from model.finetune import HEAD, resolve_source
+from model.finetune import HEADS, resolve_source
 from model.net import ModelConfig, SphericalCNN
 from raymap.datasets import dataset_root, default_data_dir
 
@@ -151,7 +151,7 @@ def test_fine_tuning_keeps_the_pretrained_layers_under_a_new_head(
     assert state["model_config"]["n_classes"] == 5 and len(state["class_names"]) == 5
     assert state["model_config"]["branch_layers"] == pretrained["model_config"]["branch_layers"]
     for key, value in pretrained["weights"].items():
-        if key.startswith(HEAD):
+        if key.startswith(HEADS):
             assert state["weights"][key].shape != value.shape
         elif "running" not in key and "num_batches" not in key:  # frozen: unchanged
             torch.testing.assert_close(state["weights"][key], value, rtol=0, atol=0, msg=key)

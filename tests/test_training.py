@@ -77,6 +77,19 @@ def test_stretched_training_validates_on_the_meshes_as_they_are(tmp_path: Path) 
     assert float((train_set.maps - plain_train.maps).abs().max()) > 0.02
 
 
+def test_the_branch_loss_trains_branch_heads_the_export_leaves_out(tmp_path: Path) -> None:
+    from export.onnx import main as export_main
+
+    run = dataclasses.replace(
+        SHREC, epochs=1, limit_per_class=2, branch_loss=0.3, out=str(tmp_path / "run")
+    )
+    best = train(run)
+    state = read_checkpoint(best)
+    assert state["model_config"]["branch_heads"] is True
+    assert state["weights"]["branch_heads.1.weight"].shape == (30, 64)
+    assert export_main([str(best), "--out", str(tmp_path / "model.onnx")]) == 0
+
+
 @pytest.mark.slow
 def test_shrec11_trains_well_above_chance(tmp_path: Path) -> None:
     config = dataclasses.replace(SHREC, out=str(tmp_path / "shrec"))
