@@ -152,7 +152,6 @@ class SphericalCNN(nn.Module):
         )
         self.dropout = nn.Dropout(c.dropout)
         self.classifier = nn.Linear(c.descriptor_size, c.n_classes)
-        self.branch_pool = SphericalMean(branch_bandwidth)
         self.branch_heads = nn.ModuleList(
             nn.Linear(branch_out, c.n_classes) for _ in range(c.n_branches if c.branch_heads else 0)
         )
@@ -212,9 +211,11 @@ class SphericalCNN(nn.Module):
         if branch_outputs is None:
             return logits, descriptor
         branch_logits = torch.stack(
-            [
-                head(self.branch_pool(out))
-                for head, out in zip(self.branch_heads, branch_outputs, strict=True)
+            [  # each branch's last block holds the spherical mean at its output grid
+                head(branch[-1].mean(out))
+                for head, branch, out in zip(
+                    self.branch_heads, self.branches, branch_outputs, strict=True
+                )
             ]
         )
         return logits, descriptor, branch_logits

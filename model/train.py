@@ -272,12 +272,12 @@ def train(config: TrainConfig) -> Path:
             maps = train_set.maps[index].to(device, non_blocking=True)
             labels = train_set.labels[index].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                logits, _, *branch_logits = net(maps)
+                logits, _, *branch_outputs = net(maps)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
-            if branch_logits:  # (branches, B, K): each branch's own classifier
-                per_branch = branch_logits[0].float().flatten(0, 1)
+            if branch_outputs:  # a network with branch heads, in training
+                branch_logits = branch_outputs[0].float()  # (branches, B, K)
                 loss = loss + config.branch_loss * F.cross_entropy(
-                    per_branch, labels.repeat(len(branch_logits[0])),
+                    branch_logits.flatten(0, 1), labels.repeat(len(branch_logits)),
                     label_smoothing=config.label_smoothing,
                 )  # fmt: skip
             optimizer.zero_grad(set_to_none=True)
