@@ -5,7 +5,10 @@ the run's own validation split
 (``model.data.split_validation`` with the run's ``val_fraction``/``val_seed``), and writes the
 checkpoint again with a ``post_hoc`` entry that ``export.onnx`` bakes into the graph:
 
-* a temperature ``T`` (minimum validation NLL): probabilities are ``softmax(logits / T)``;
+* a temperature ``T`` (minimum NLL on the validation half least like the training part:
+  ``least_like_training``; ModelNet's training split holds near copies of many of its shapes,
+  so the other half is right more often than a new shape is): probabilities are
+  ``softmax(logits / T)``;
 * a descriptor transform applied before the L2 normalization, one of ``none``, ``centre``
   (subtract the training mean) or ``whiten`` (then multiply by ``(cov + eps I)^(-1/2)``),
   statistics from the training part of the split; chosen by how far below in-class queries an
@@ -20,6 +23,11 @@ checkpoint again with a ``post_hoc`` entry that ``export.onnx`` bakes into the g
   (``knn:<block>``: the channels' spherical means and RMS, ``SphericalBlock.summary``; one bank
   per block), each standardized on validation; the threshold is the ``keep`` quantile
   (default 0.95) of the validation scores, so that share of in-class shapes stays ``known``;
+* block summaries appended to the retrieval descriptor (``TrustedModel.with_summaries``: the
+  first block's, the first branch's or every block's, with weight ``a``), chosen by retrieval
+  mAP among the SHREC'11 choosing half's shapes (classes the network never saw, as a user's
+  own are), among those that keep validation mAP (within 0.01) and pair AUROC (within 0.001)
+  of the descriptor without them;
 * a familiarity coordinate appended to the descriptor (``TrustedModel.with_familiarity``:
   ``w * sigmoid((threshold - novelty) / width)``, then normalized), so that a stranger's best
   match scores below a known shape's: weight and width chosen like the transform, by the share
@@ -67,9 +75,14 @@ LAYER_KNN = "knn:"
 # The descriptor's familiarity coordinate tried by the fit: weights (0 = none) and the width of
 # its step from familiar to stranger, in standard deviations of validation novelty.
 FAMILIARITY_WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5)
+# Block summaries in the retrieval descriptor tried by the fit: the weight a of each block's
+# cosine against the descriptor's (``TrustedModel.with_summaries``), for three sets of blocks.
+SUMMARY_WEIGHTS = (0.1, 0.2, 0.4, 1.0)
 FAMILIARITY_WIDTHS = (1.0, 0.5, 0.25, 0.1)
 KEEP = 0.95
 BINS = 15
+# The temperature is fitted on this share of validation: the shapes least like the training part.
+CALIBRATION_SHARE = 0.5
 # Eigenvalue floor of the whitening and Mahalanobis covariances, relative to their mean.
 SHRINKAGE = (0.01, 0.1)
 
@@ -99,6 +112,10 @@ class TrustedModel(nn.Module):
         descriptor = post_hoc["descriptor"]
         self.register_buffer("mean", _tensor(descriptor["mean"]))
         self.register_buffer("matrix", _tensor(descriptor["matrix"]))
+        # Blocks whose summaries join the retrieval descriptor (``with_summaries``).
+        summaries = descriptor.get("summaries") or {"blocks": [], "weight": 0.0}
+        self.retrieval_blocks = list(summaries["blocks"])
+        self.retrieval_weight = float(summaries["weight"])
         familiarity = descriptor.get("familiarity") or {"weight": 0.0}
         self.familiarity_weight = float(familiarity["weight"])
         self.familiarity_centre = float(familiarity.get("centre", 0.0))
@@ -114,6 +131,9 @@ class TrustedModel(nn.Module):
         # One bank per block summary a "knn:<block>" component reads (buffers layer_bank_<i>);
         # a fit's other banks are not copied into the module.
         self.summary_index = {name: i for i, name in enumerate(network.summary_names())}
+        unknown = [b for b in self.retrieval_blocks if b not in self.summary_index]
+        if unknown:
+            raise ValueError(f"no block {unknown}; the network has {list(self.summary_index)}")
         self.layer_bank_index: dict[str, int] = {}
         banks = novelty.get("layer_banks", {})
         for name in self.components:
@@ -129,7 +149,9 @@ class TrustedModel(nn.Module):
             self.register_buffer(
                 f"layer_bank_{self.layer_bank_index[block]}", _tensor(banks[block])
             )
-        self.needs_summaries = any(c.startswith(LAYER_KNN) for c in self.components)
+        self.needs_summaries = bool(self.retrieval_blocks) or any(
+            c.startswith(LAYER_KNN) for c in self.components
+        )
 
     @property
     def descriptor_size(self) -> int:
@@ -146,7 +168,25 @@ class TrustedModel(nn.Module):
             self.score(name, logits, features, descriptor, summaries) for name in self.components
         ]
         novelty = ((torch.stack(parts, dim=1) - self.loc) / self.scale).sum(dim=1)
-        return probabilities, self.with_familiarity(descriptor, novelty), novelty
+        retrieval = self.with_summaries(descriptor, summaries)
+        return probabilities, self.with_familiarity(retrieval, novelty), novelty
+
+    def with_summaries(
+        self, descriptor: torch.Tensor, summaries: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """The unit descriptor followed by ``sqrt(a)`` times each retrieval block's unit
+        summary, normalized: the cosine of two shapes becomes ``(cos_d + a * sum_b cos_b) /
+        (1 + a B)``. The early blocks describe local geometry that the classes do not absorb,
+        so shapes of classes the network never saw are told apart where their descriptors
+        all look like some furniture class. No blocks: the descriptor as it is."""
+        if not self.retrieval_blocks:
+            return descriptor
+        scale = math.sqrt(self.retrieval_weight)
+        parts = [descriptor] + [
+            scale * F.normalize(summaries[self.summary_index[block]], dim=1)
+            for block in self.retrieval_blocks
+        ]
+        return F.normalize(torch.cat(parts, dim=1), dim=1)
 
     def with_familiarity(self, descriptor: torch.Tensor, novelty: torch.Tensor) -> torch.Tensor:
         """The unit descriptor with one more coordinate, ``w * k``, where the familiarity
@@ -197,9 +237,12 @@ class TrustedModel(nn.Module):
 
 
 def descriptor_size(network_size: int, post_hoc: dict[str, Any] | None) -> int:
-    """The exported descriptor's length: the network's, plus the familiarity coordinate."""
-    familiarity = (post_hoc or {}).get("descriptor", {}).get("familiarity") or {}
-    return network_size + (1 if familiarity.get("weight") else 0)
+    """The exported descriptor's length: the network's, the retrieval blocks' summaries, and
+    the familiarity coordinate."""
+    descriptor = (post_hoc or {}).get("descriptor", {})
+    familiarity = descriptor.get("familiarity") or {}
+    summaries = descriptor.get("summaries") or {}
+    return network_size + int(summaries.get("size", 0)) + (1 if familiarity.get("weight") else 0)
 
 
 def _tensor(values: object) -> torch.Tensor:
@@ -243,6 +286,9 @@ def trust_metadata(post_hoc: dict[str, Any] | None) -> dict[str, Any]:
         "fitted": bool(post_hoc.get("fitted", False)),
         "temperature": float(post_hoc["temperature"]),
         "descriptor_transform": post_hoc["descriptor"]["kind"],
+        "descriptor_summaries": {
+            k: v for k, v in (post_hoc["descriptor"].get("summaries") or {}).items() if k != "size"
+        },
         "familiarity_weight": float(
             (post_hoc["descriptor"].get("familiarity") or {}).get("weight", 0.0)
         ),
@@ -251,6 +297,7 @@ def trust_metadata(post_hoc: dict[str, Any] | None) -> dict[str, Any]:
         "fitted_on": {k: v for k, v in fitted_on.items() if k != "ood_choosing_classes"},
         "ood_reporting_classes": fitted_on.get("ood_reporting_classes", []),
         "validation": {
+            "temperature_fitted_on": report.get("temperature", {}).get("fitted_on"),
             "ece_before": report.get("temperature", {}).get("val_ece_before"),
             "ece_after": report.get("temperature", {}).get("val_ece_after"),
             "novelty_auroc": report.get("novelty", {})
@@ -334,6 +381,16 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return math.exp((lo + hi) / 2)
 
 
+def least_like_training(
+    queries: torch.Tensor, bank: torch.Tensor, share: float = CALIBRATION_SHARE
+) -> np.ndarray:
+    """(N,) bool: the ``share`` of ``queries`` whose nearest ``bank`` row (cosine of the
+    features) is least similar: the shapes with no near copy among the training shapes."""
+    similarity = F.normalize(queries, dim=1) @ F.normalize(bank, dim=1).T
+    nearest = similarity.amax(dim=1).numpy()
+    return nearest < np.quantile(nearest, share)
+
+
 def inverse_sqrt(covariance: np.ndarray, shrinkage: float) -> np.ndarray:
     values, vectors = np.linalg.eigh(covariance)
     floor = shrinkage * max(float(values.mean()), 1e-12)
@@ -372,6 +429,7 @@ class FitData:
     val_labels: torch.Tensor
     val_first: np.ndarray  # rows of the first copy of each validation mesh
     ood: Invariants  # SHREC'11 choosing half, rotated
+    ood_labels: np.ndarray  # of ood: its classes, for retrieval among shapes of no class
     class_names: list[str]
     choosing: list[str]
     reporting: list[str]
@@ -404,6 +462,7 @@ def load_fit_data(network: SphericalCNN, state: dict[str, Any], progress: bool) 
         subset(part, np.array([part.class_names[int(y)] in choosing for y in part.labels]))
         for part in ood
     ]
+    ood_labels = np.concatenate([part.labels.numpy() for part in keep])
     ood = concatenated([invariants_of(network, part) for part in keep])
     bank_invariants = invariants_of(network, bank)
     return FitData(
@@ -414,6 +473,7 @@ def load_fit_data(network: SphericalCNN, state: dict[str, Any], progress: bool) 
         val_labels=val.labels,
         val_first=val_first,
         ood=ood,
+        ood_labels=ood_labels,
         class_names=bank.class_names,
         choosing=choosing,
         reporting=reporting,
@@ -453,14 +513,19 @@ def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, A
     report: dict[str, Any] = {}
     with torch.no_grad():
         val_logits = network.classifier(data.val.features)
-    temperature = fit_temperature(val_logits, data.val_labels)
+    far = least_like_training(data.val.features, data.bank.features)
+    temperature = fit_temperature(val_logits[far], data.val_labels[far])
     labels = data.val_labels.numpy()
     before = torch.softmax(val_logits, 1).numpy()
     after = torch.softmax(val_logits / temperature, 1).numpy()
     report["temperature"] = {
         "T": temperature,
-        "val_ece_before": expected_calibration_error(before, labels, BINS),
-        "val_ece_after": expected_calibration_error(after, labels, BINS),
+        "fitted_on": f"the {CALIBRATION_SHARE:g} of validation least like the training part",
+        "val_ece_before": expected_calibration_error(before[far], labels[far], BINS),
+        "val_ece_after": expected_calibration_error(after[far], labels[far], BINS),
+        "val_accuracy": float(np.mean(after[far].argmax(1) == labels[far])),
+        "val_all_ece_after": expected_calibration_error(after, labels, BINS),
+        "val_all_accuracy": float(np.mean(after.argmax(1) == labels)),
     }
     predictions = after[data.val_first].argmax(1)
 
@@ -550,6 +615,42 @@ def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, A
     novelty["keep"] = keep
     report["novelty"] = {"candidates": scores, "chosen": chosen_score}
 
+    # Block summaries in the retrieval descriptor, chosen by retrieval among the strangers
+    # (each shape of the SHREC'11 choosing half against the others: how well a user's own
+    # classes, which the network never saw, are retrieved), among those that keep validation
+    # mAP (within 0.01) and pair AUROC (within 0.001) of the descriptor without them.
+    sizes = {b: int(s.shape[1]) for b, s in zip(blocks, data.bank.summaries, strict=True)}
+    first_branch = [b for b in blocks if b.split(".")[0] == blocks[0].split(".")[0]]
+    groups = {"first block": blocks[:1], "first branch": first_branch, "every block": blocks}
+    summary_options: dict[str, dict[str, Any] | None] = {"none": None} | {
+        f"{group} x {weight:g}": {
+            "blocks": members,
+            "weight": weight,
+            "size": sum(sizes[b] for b in members),
+        }
+        for group, members in groups.items()
+        for weight in SUMMARY_WEIGHTS
+    }
+    rows = {}
+    for name, summaries in summary_options.items():
+        trial_descriptor = {**descriptor, "summaries": summaries}
+        trial = {**base, "descriptor": trial_descriptor, "novelty": novelty}
+        rows[name] = _retrieval_row(network, trial, data, predictions)
+        _, strangers, _ = _outputs(network, trial, data.ood)
+        rows[name]["ood_mAP"] = retrieval_metrics(strangers, data.ood_labels, data.ood_labels)[
+            "mAP"
+        ]
+    plain_row = rows["none"]
+    allowed = [
+        name
+        for name, r in rows.items()
+        if r["val_mAP"] >= plain_row["val_mAP"] - 0.01
+        and r["val_pair_auroc"] >= plain_row["val_pair_auroc"] - 0.001
+    ]
+    chosen_summaries = max(allowed, key=lambda name: rows[name]["ood_mAP"])
+    report["summaries"] = {"candidates": rows, "chosen": chosen_summaries}
+    descriptor = {**descriptor, "summaries": summary_options[chosen_summaries]}
+
     # The descriptor's familiarity coordinate: k = 1/2 at the threshold, ~1 inside, ~0 outside.
     std = scores[chosen_score]["val_std"] or 1.0
     familiarities = {"0": {"weight": 0.0}} | {
@@ -597,11 +698,14 @@ def _print_fit(post_hoc: dict[str, Any]) -> None:
     report = post_hoc["report"]
     t = report["temperature"]
     print(
-        f"temperature {t['T']:.3f}: validation ECE {t['val_ece_before']:.4f} -> "
-        f"{t['val_ece_after']:.4f}"
+        f"temperature {t['T']:.3f}, fitted on {t['fitted_on']} (accuracy {t['val_accuracy']:.4f} "
+        f"there, {t['val_all_accuracy']:.4f} on all of it): ECE there {t['val_ece_before']:.4f} "
+        f"-> {t['val_ece_after']:.4f}; on all of validation {t['val_all_ece_after']:.4f}"
     )
     print("descriptor transform (validation queries vs training part; SHREC'11 choosing half):")
     _print_retrieval_rows(report["descriptor"], "{:12s}")
+    print("block summaries in the descriptor (SHREC'11 choosing half: mAP among themselves):")
+    _print_retrieval_rows(report["summaries"], "{:20s}")
     print("familiarity coordinate of the descriptor (weight w / width of its step):")
     _print_retrieval_rows(report["familiarity"], "w = {:16s}")
     print("novelty score (validation vs SHREC'11 choosing half):")
@@ -617,10 +721,11 @@ def _print_retrieval_rows(section: dict[str, Any], name_format: str) -> None:
     """One line per candidate of a retrieval choice (``_retrieval_row``), the chosen marked."""
     for name, row in section["candidates"].items():
         mark = "*" if name == section["chosen"] else " "
+        strangers_map = f"  strangers' mAP {row['ood_mAP']:.4f}" if "ood_mAP" in row else ""
         print(
             f" {mark} {name_format.format(name)} strangers below 5th pct "
             f"{row['stranger_share']:.3f}  val mAP {row['val_mAP']:.4f}  "
-            f"pair AUROC {row['val_pair_auroc']:.4f}"
+            f"pair AUROC {row['val_pair_auroc']:.4f}{strangers_map}"
         )
 
 
@@ -702,6 +807,7 @@ def report(model: Path, gallery: Path, out: Path | None, progress: bool) -> dict
     gallery_d = np.asarray(store["descriptors"], np.float64)
     queries = descriptors.astype(np.float64)
     strangers = ood["descriptor"].astype(np.float64)
+    ood_classes = np.unique(ood_names, return_inverse=True)[1]
 
     def retrieval_of(transform: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:
         return retrieval_figures(
@@ -738,6 +844,9 @@ def report(model: Path, gallery: Path, out: Path | None, progress: bool) -> dict
             name for name, value in zip(ood_names, ood_novelty, strict=True) if value <= threshold
         ),
         **retrieval,
+        # Retrieval among shapes of classes the network never saw (a user's own classes): each
+        # SHREC'11 reporting-half shape against the others.
+        "ood_retrieval": retrieval_metrics(strangers, ood_classes, ood_classes),
         "without_familiarity": without,
     }
     if out is not None:
@@ -814,6 +923,7 @@ def _print_report(f: dict[str, Any]) -> None:
     )
     print(f"pair AUROC (test)                {f['pair_auroc']:.4f}")
     print(f"mAP (test)                       {f['retrieval']['mAP']:.4f}")
+    print(f"mAP among SHREC reporting half   {f['ood_retrieval']['mAP']:.4f}")
     without = f.get("without_familiarity")
     if without:
         print(

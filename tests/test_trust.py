@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,7 +18,15 @@ from model.checkpoint import model_artifact, save_checkpoint
 from model.metrics import auroc, expected_calibration_error, pair_auroc
 from model.net import SphericalCNN, preset_config
 from model.train import TrainConfig
-from model.trust import FitData, Invariants, TrustedModel, fit, fit_temperature, shrec_halves
+from model.trust import (
+    FitData,
+    Invariants,
+    TrustedModel,
+    fit,
+    fit_temperature,
+    least_like_training,
+    shrec_halves,
+)
 
 
 def test_temperature_recovers_the_scale_of_overconfident_logits() -> None:
@@ -48,6 +57,16 @@ def test_shrec_halves_are_disjoint_and_fixed() -> None:
     choosing, reporting = shrec_halves(names)
     assert len(choosing) == len(reporting) == 15 and not set(choosing) & set(reporting)
     assert (choosing, reporting) == shrec_halves(list(reversed(names)))
+
+
+def test_least_like_training_picks_the_shapes_without_a_near_copy() -> None:
+    generator = torch.Generator().manual_seed(0)
+    bank = torch.randn(50, 16, generator=generator, dtype=torch.float64)
+    near = bank[:30] + 0.01 * torch.randn(30, 16, generator=generator, dtype=torch.float64)
+    new = torch.randn(30, 16, generator=generator, dtype=torch.float64)
+    far = least_like_training(torch.cat([near, new]), bank)
+    assert far.sum() == 30 and far[30:].all() and not far[:30].any()
+    assert least_like_training(torch.cat([near, new]), bank, share=0.25).sum() == 15
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +107,7 @@ def fitted() -> tuple[SphericalCNN, dict[str, object], FitData]:
         val_labels=val_labels,
         val_first=np.ones(400, dtype=bool),
         ood=shapes(strangers),
+        ood_labels=np.arange(200) % 2,
         class_names=["a", "b", "c"],
         choosing=["x"],
         reporting=["y"],
@@ -114,6 +134,24 @@ def test_fit_threshold_keeps_the_asked_share_and_flags_strangers(
     )
 
 
+def test_the_temperature_is_fitted_on_the_validation_half_least_like_training(
+    fitted: tuple[SphericalCNN, dict[str, object], FitData],
+) -> None:
+    """Shapes with a near copy in training are right more often than new ones: the
+    temperature follows the new ones (here: a tenth of their labels are wrong)."""
+    network, _, data = fitted
+    far = least_like_training(data.val.features, data.bank.features)
+    labels = data.val_labels.clone()
+    flipped = np.flatnonzero(far)[::10]
+    labels[flipped] = (labels[flipped] + 1) % 3
+    post_hoc = fit(network, dataclasses.replace(data, val_labels=labels), keep=0.9)
+    with torch.no_grad():
+        logits = copy.deepcopy(network).double().classifier(data.val.features)
+    temperature = post_hoc["temperature"]
+    assert temperature == pytest.approx(fit_temperature(logits[far], labels[far]))
+    assert temperature > 1.1 * fit_temperature(logits, labels)
+
+
 def test_export_bakes_the_fit_into_the_graph(
     fitted: tuple[SphericalCNN, dict[str, object], FitData], tmp_path: Path
 ) -> None:
@@ -125,6 +163,8 @@ def test_export_bakes_the_fit_into_the_graph(
         "temperature": 2.5,
         "descriptor": {
             **post_hoc["descriptor"],  # type: ignore[dict-item]
+            # summaries: 32 numbers in branch0.0, 128 in joint.0
+            "summaries": {"blocks": ["branch0.0", "joint.0"], "weight": 0.3, "size": 160},
             "familiarity": {"weight": 0.4, "centre": 0.3, "scale": 2.0},
         },
         "novelty": {
@@ -161,7 +201,7 @@ def test_export_bakes_the_fit_into_the_graph(
     metadata = {p.key: json.loads(p.value) for p in model.metadata_props}
     assert metadata["trust"]["temperature"] == 2.5
     assert metadata["novelty_threshold"] == post_hoc["novelty"]["threshold"]  # type: ignore[index]
-    assert metadata["descriptor_size"] == d + 1  # the familiarity coordinate
+    assert metadata["descriptor_size"] == d + 160 + 1  # block summaries, familiarity
     maps = rng.standard_normal((4, 6, 32, 32)).astype(np.float32)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     probabilities, descriptor, novelty = session.run(list(export_onnx.OUTPUT_NAMES), {"maps": maps})
@@ -171,7 +211,7 @@ def test_export_bakes_the_fit_into_the_graph(
         expected = TrustedModel(reference, every)(torch.from_numpy(maps))
     np.testing.assert_allclose(probabilities, expected[0].numpy(), atol=1e-5)
     np.testing.assert_allclose(descriptor, expected[1].numpy(), atol=1e-5)
-    assert descriptor.shape == (4, d + 1)
+    assert descriptor.shape == (4, d + 161)
     np.testing.assert_allclose(np.linalg.norm(descriptor, axis=1), 1.0, atol=1e-5)
     assert novelty.shape == (4, 1)
     np.testing.assert_allclose(novelty[:, 0], expected[2].numpy(), rtol=1e-4)
@@ -186,7 +226,8 @@ def test_familiarity_coordinate_lowers_a_strangers_matches(
 ) -> None:
     network, post_hoc, _ = fitted
     w = 0.4
-    sharp = {**post_hoc["descriptor"], "familiarity": {"weight": w, "centre": 0.0, "scale": 1e-3}}  # type: ignore[dict-item]
+    familiarity = {"weight": w, "centre": 0.0, "scale": 1e-3}
+    sharp = {**post_hoc["descriptor"], "summaries": None, "familiarity": familiarity}  # type: ignore[dict-item]
     model = TrustedModel(copy.deepcopy(network), {**post_hoc, "descriptor": sharp}).double()
     assert model.descriptor_size == network.config.descriptor_size + 1
     rng = np.random.default_rng(0)
@@ -201,6 +242,31 @@ def test_familiarity_coordinate_lowers_a_strangers_matches(
     assert float(a_known @ b_known) == pytest.approx((1 - w * w) * cosine + w * w)
     assert float(a_stranger @ b_known) == pytest.approx(np.sqrt(1 - w * w) * cosine)
     assert float(a_stranger @ a_known) < float(a_known @ a_known)  # even its own twin, if known
+
+
+def test_block_summaries_join_the_retrieval_descriptor(
+    fitted: tuple[SphericalCNN, dict[str, object], FitData],
+) -> None:
+    """Two shapes with the same descriptor but different early-block summaries are told apart:
+    their cosine is the weighted mean of the descriptor's and each block's."""
+    network, post_hoc, _ = fitted
+    weight, blocks = 0.5, network.summary_names()[:2]
+    summaries = {"blocks": blocks, "weight": weight, "size": 64}
+    descriptor = {**post_hoc["descriptor"], "summaries": summaries, "familiarity": None}  # type: ignore[dict-item]
+    model = TrustedModel(copy.deepcopy(network), {**post_hoc, "descriptor": descriptor}).double()
+    assert model.needs_summaries and model.descriptor_size == network.config.descriptor_size + 64
+    rng = np.random.default_rng(0)
+    d = torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(1, 64))), dim=1)
+    own = [torch.from_numpy(rng.normal(size=(2, 32))) for _ in network.summary_names()]
+    first, second = model.with_summaries(d.expand(2, 64), own)
+    unit = [torch.nn.functional.normalize(s, dim=1) for s in own[:2]]
+    cosines = [float(u[0] @ u[1]) for u in unit]
+    assert float(first.norm()) == pytest.approx(1.0)
+    assert float(first @ second) == pytest.approx((1 + weight * sum(cosines)) / (1 + 2 * weight))
+    assert float(first @ second) < 1 - 1e-3
+    none = {**descriptor, "summaries": None}
+    plain = TrustedModel(copy.deepcopy(network), {**post_hoc, "descriptor": none}).double()
+    assert torch.equal(plain.with_summaries(d, own), d)
 
 
 def test_the_layers_score_reads_every_block_summary(
