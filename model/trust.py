@@ -75,10 +75,10 @@ LAYER_KNN = "knn:"
 # The descriptor's familiarity coordinate tried by the fit: weights (0 = none) and the width of
 # its step from familiar to stranger, in standard deviations of validation novelty.
 FAMILIARITY_WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5)
+FAMILIARITY_WIDTHS = (1.0, 0.5, 0.25, 0.1)
 # Block summaries in the retrieval descriptor tried by the fit: the weight a of each block's
 # cosine against the descriptor's (``TrustedModel.with_summaries``), for three sets of blocks.
 SUMMARY_WEIGHTS = (0.1, 0.2, 0.4, 1.0)
-FAMILIARITY_WIDTHS = (1.0, 0.5, 0.25, 0.1)
 KEEP = 0.95
 BINS = 15
 # The temperature is fitted on this share of validation: the shapes least like the training part.
@@ -462,7 +462,8 @@ def load_fit_data(network: SphericalCNN, state: dict[str, Any], progress: bool) 
         subset(part, np.array([part.class_names[int(y)] in choosing for y in part.labels]))
         for part in ood
     ]
-    ood_labels = np.concatenate([part.labels.numpy() for part in keep])
+    ood_names = [part.class_names[int(y)] for part in keep for y in part.labels]
+    ood_labels = np.unique(ood_names, return_inverse=True)[1]
     ood = concatenated([invariants_of(network, part) for part in keep])
     bank_invariants = invariants_of(network, bank)
     return FitData(
