@@ -76,6 +76,10 @@ LAYER_KNN = "knn:"
 # its step from familiar to stranger, in standard deviations of validation novelty.
 FAMILIARITY_WEIGHTS = (0.0, 0.2, 0.3, 0.4, 0.5)
 FAMILIARITY_WIDTHS = (1.0, 0.5, 0.25, 0.1)
+# How much validation mAP and pair AUROC a retrieval choice (transform, block summaries,
+# familiarity coordinate) may cost against the descriptor without it.
+MAP_TOLERANCE = 0.01
+PAIR_AUROC_TOLERANCE = 0.001
 # Block summaries in the retrieval descriptor tried by the fit: the weight a of each block's
 # cosine against the descriptor's (``TrustedModel.with_summaries``), for three sets of blocks.
 SUMMARY_WEIGHTS = (0.1, 0.2, 0.4, 1.0)
@@ -494,7 +498,8 @@ def _retrieval_row(
     network: SphericalCNN, trial: dict[str, Any], data: FitData, predictions: np.ndarray
 ) -> dict[str, float]:
     """How ``trial``'s descriptor separates strangers and ranks validation shapes (queries: one
-    copy per validation mesh; gallery: the training part, one copy per mesh)."""
+    copy per validation mesh; gallery: the training part, one copy per mesh), and how it ranks
+    the strangers among themselves (``ood_mAP``: retrieval of classes the network never saw)."""
     first = data.val_first
     labels = data.val_labels.numpy()[first]
     _, bank, _ = _outputs(network, trial, data.bank)
@@ -505,7 +510,42 @@ def _retrieval_row(
         "stranger_share": stranger_share(inside, strangers),
         "val_mAP": retrieval_metrics(val_d[first], labels, predictions)["mAP"],
         "val_pair_auroc": pair_auroc(val_d[first], labels),
+        "ood_mAP": retrieval_metrics(ood_d, data.ood_labels, data.ood_labels)["mAP"],
     }
+
+
+def _choose_descriptor_part(
+    network: SphericalCNN,
+    trial: dict[str, Any],
+    key: str,
+    options: dict[str, Any],
+    by: str,
+    data: FitData,
+    predictions: np.ndarray,
+    report: dict[str, Any],
+) -> dict[str, Any]:
+    """``trial``'s descriptor with its ``key`` set to the option best by ``by`` (a
+    ``_retrieval_row`` figure) among those ``keeping_ranking`` of the first option (the one
+    without the part); the rows go into ``report[key]``."""
+    rows = {}
+    for name, option in options.items():
+        descriptor = {**trial["descriptor"], key: option}
+        rows[name] = _retrieval_row(network, {**trial, "descriptor": descriptor}, data, predictions)
+    chosen = max(keeping_ranking(rows, next(iter(options))), key=lambda name: rows[name][by])
+    report[key] = {"candidates": rows, "chosen": chosen}
+    return {**trial["descriptor"], key: options[chosen]}
+
+
+def keeping_ranking(rows: dict[str, dict[str, float]], plain: str) -> list[str]:
+    """The candidates (``_retrieval_row`` rows) that keep validation mAP and pair AUROC within
+    their tolerances of the ``plain`` row's: what the retrieval choices choose among."""
+    floor_map = rows[plain]["val_mAP"] - MAP_TOLERANCE
+    floor_pairs = rows[plain]["val_pair_auroc"] - PAIR_AUROC_TOLERANCE
+    return [
+        name
+        for name, row in rows.items()
+        if row["val_mAP"] >= floor_map and row["val_pair_auroc"] >= floor_pairs
+    ]
 
 
 def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, Any]:
@@ -538,7 +578,7 @@ def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, A
         name: _retrieval_row(network, {**plain, "descriptor": descriptor}, data, predictions)
         for name, descriptor in candidates.items()
     }
-    floor = rows["none"]["val_mAP"] - 0.01
+    floor = rows["none"]["val_mAP"] - MAP_TOLERANCE
     allowed = [n for n, r in rows.items() if r["val_mAP"] >= floor]
     chosen = max(allowed, key=lambda n: rows[n]["stranger_share"])
     report["descriptor"] = {"candidates": rows, "chosen": chosen}
@@ -632,25 +672,10 @@ def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, A
         for group, members in groups.items()
         for weight in SUMMARY_WEIGHTS
     }
-    rows = {}
-    for name, summaries in summary_options.items():
-        trial_descriptor = {**descriptor, "summaries": summaries}
-        trial = {**base, "descriptor": trial_descriptor, "novelty": novelty}
-        rows[name] = _retrieval_row(network, trial, data, predictions)
-        _, strangers, _ = _outputs(network, trial, data.ood)
-        rows[name]["ood_mAP"] = retrieval_metrics(strangers, data.ood_labels, data.ood_labels)[
-            "mAP"
-        ]
-    plain_row = rows["none"]
-    allowed = [
-        name
-        for name, r in rows.items()
-        if r["val_mAP"] >= plain_row["val_mAP"] - 0.01
-        and r["val_pair_auroc"] >= plain_row["val_pair_auroc"] - 0.001
-    ]
-    chosen_summaries = max(allowed, key=lambda name: rows[name]["ood_mAP"])
-    report["summaries"] = {"candidates": rows, "chosen": chosen_summaries}
-    descriptor = {**descriptor, "summaries": summary_options[chosen_summaries]}
+    trial = {**base, "descriptor": descriptor, "novelty": novelty}
+    descriptor = _choose_descriptor_part(
+        network, trial, "summaries", summary_options, "ood_mAP", data, predictions, report
+    )
 
     # The descriptor's familiarity coordinate: k = 1/2 at the threshold, ~1 inside, ~0 outside.
     std = scores[chosen_score]["val_std"] or 1.0
@@ -663,21 +688,10 @@ def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, A
         for weight in FAMILIARITY_WEIGHTS[1:]
         for width in FAMILIARITY_WIDTHS
     }
-    rows = {}
-    for name, familiarity in familiarities.items():
-        trial_descriptor = {**descriptor, "familiarity": familiarity}
-        trial = {**base, "descriptor": trial_descriptor, "novelty": novelty}
-        rows[name] = _retrieval_row(network, trial, data, predictions)
-    plain_row = rows["0"]
-    allowed = [
-        name
-        for name, r in rows.items()
-        if r["val_mAP"] >= plain_row["val_mAP"] - 0.01
-        and r["val_pair_auroc"] >= plain_row["val_pair_auroc"] - 0.001
-    ]
-    chosen_familiarity = max(allowed, key=lambda name: rows[name]["stranger_share"])
-    report["familiarity"] = {"candidates": rows, "chosen": chosen_familiarity}
-    descriptor = {**descriptor, "familiarity": familiarities[chosen_familiarity]}
+    trial = {**base, "descriptor": descriptor, "novelty": novelty}
+    descriptor = _choose_descriptor_part(
+        network, trial, "familiarity", familiarities, "stranger_share", data, predictions, report
+    )
     return {
         "temperature": temperature,
         "descriptor": descriptor,
