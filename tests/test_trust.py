@@ -152,6 +152,27 @@ def test_the_temperature_is_fitted_on_the_validation_half_least_like_training(
     assert temperature > 1.1 * fit_temperature(logits, labels)
 
 
+def test_fit_chooses_block_summaries_by_retrieval_among_strangers(
+    fitted: tuple[SphericalCNN, dict[str, object], FitData],
+) -> None:
+    """Among the candidates that keep validation ranking, the one that retrieves the
+    strangers' own classes best; it is what the descriptor carries."""
+    _, post_hoc, _ = fitted
+    section = post_hoc["report"]["summaries"]  # type: ignore[index]
+    rows, plain = section["candidates"], section["candidates"]["none"]
+    kept = [
+        name
+        for name, row in rows.items()
+        if row["val_mAP"] >= plain["val_mAP"] - 0.01
+        and row["val_pair_auroc"] >= plain["val_pair_auroc"] - 0.001
+    ]
+    assert len(rows) == 13 and section["chosen"] in kept
+    assert rows[section["chosen"]]["ood_mAP"] == max(rows[name]["ood_mAP"] for name in kept)
+    summaries = post_hoc["descriptor"]["summaries"]  # type: ignore[index]
+    if section["chosen"] != "none":
+        assert summaries["size"] == 8 * len(summaries["blocks"])  # 8 numbers per fixture block
+
+
 def test_export_bakes_the_fit_into_the_graph(
     fitted: tuple[SphericalCNN, dict[str, object], FitData], tmp_path: Path
 ) -> None:
