@@ -244,10 +244,56 @@ def test_concurrent_worker_processes_write_safely(tmp_path: Path) -> None:
         reopened.close()
 
 
-def test_embedded_store_rejects_another_descriptor_size(tmp_path: Path) -> None:
-    EmbeddedGallery(BaseGallery.load(None, D), tmp_path / "store").close()
-    with pytest.raises(RuntimeError, match="descriptors of size 16"):
+def test_embedded_store_with_changes_rejects_another_descriptor_size(tmp_path: Path) -> None:
+    gallery = EmbeddedGallery(BaseGallery.load(None, D), tmp_path / "store")
+    gallery.add(Item("mine", "lamp", np.ones(D, np.float32)))
+    gallery.close()
+    with pytest.raises(RuntimeError, match=f"1 change.*descriptors have {D} numbers"):
         EmbeddedGallery(BaseGallery.load(None, 8), tmp_path / "store")
+    reopened = EmbeddedGallery(BaseGallery.load(None, D), tmp_path / "store")  # nothing lost
+    try:
+        assert reopened.get("mine") is not None
+    finally:
+        reopened.close()
+
+
+@pytest.mark.parametrize("backend", ["embedded", "postgres"])
+def test_an_unchanged_gallery_follows_an_upgraded_model(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A service run with the old model left its store (database) with the shipped items
+    only: the new model, whose descriptors have another size, opens it with its own shipped
+    descriptors (an upgrade must not leave the service unready); once a user has added an
+    item, another model is refused."""
+    old, new = make_base(tmp_path), tmp_path / "new.npz"
+    with np.load(old) as data:
+        ids, labels = list(data["ids"]), list(data["labels"])
+    descriptors = np.random.default_rng(1).standard_normal((len(ids), 8)).astype(np.float32)
+    write_base_gallery(new, ids, labels, descriptors)
+    if backend == "embedded":
+
+        def open_(base: Path, size: int) -> Gallery:
+            return EmbeddedGallery(BaseGallery.load(base, size), tmp_path / "store")
+    else:
+        from service.gallery.postgres import PostgresGallery
+
+        url = request.getfixturevalue("postgres").create_database()
+
+        def open_(base: Path, size: int) -> Gallery:
+            return PostgresGallery(BaseGallery.load(base, size), url)
+
+    open_(old, D).close()
+    upgraded = open_(new, 8)
+    try:
+        assert upgraded.count() == len(ids)
+        item = upgraded.get(str(ids[0]))
+        assert item is not None
+        np.testing.assert_allclose(item.descriptor, unit(descriptors[0]), atol=1e-6)
+        upgraded.add(Item("mine", "lamp", np.ones(8, np.float32)))
+    finally:
+        upgraded.close()
+    with pytest.raises(RuntimeError, match="descriptors have 8 numbers"):
+        open_(old, D)
 
 
 def test_base_gallery_is_checked(tmp_path: Path) -> None:

@@ -49,8 +49,9 @@ class EmbeddedGallery:
         self._base = base
         self._capacity = capacity
         store_dir.mkdir(parents=True, exist_ok=True)
+        self._path = store_dir / "gallery.sqlite3"
         self._db = sqlite3.connect(
-            store_dir / "gallery.sqlite3",
+            self._path,
             check_same_thread=False,
             isolation_level=None,
             timeout=30.0,  # another worker's write holds the lock for one commit
@@ -103,16 +104,29 @@ class EmbeddedGallery:
     # -- loading
 
     def _check_descriptor_size(self) -> None:
+        """The store's descriptors are the model's size. A store with no changes, such as the
+        one a service made before the model was upgraded, takes the new size; one with
+        changes made by another model is refused (its descriptors cannot be compared)."""
         row = self._db.execute("SELECT value FROM meta WHERE key='descriptor_size'").fetchone()
-        if row is None:
-            self._db.execute(
-                "INSERT INTO meta VALUES ('descriptor_size', ?)", (str(self.descriptor_size),)
+        if row is not None and int(row[0]) != self.descriptor_size:
+            changes = int(self._db.execute("SELECT count(*) FROM changes").fetchone()[0])
+            if changes:
+                raise RuntimeError(
+                    f"the gallery store {self._path} holds {changes} change(s) (items added or "
+                    f"deleted) made with a model whose descriptors have {row[0]} numbers; this "
+                    f"model's have {self.descriptor_size}, so they cannot be compared: point "
+                    f"SHAPES_GALLERY_DIR at a new folder (or remove that file to drop them)"
+                )
+            log.info(
+                "the gallery store %s had no changes; it now holds descriptors of size %d (was %s)",
+                self._path,
+                self.descriptor_size,
+                row[0],
             )
-        elif int(row[0]) != self.descriptor_size:
-            raise RuntimeError(
-                f"the gallery store holds descriptors of size {row[0]}, the model's are "
-                f"{self.descriptor_size}: point SHAPES_GALLERY_DIR at a new folder"
-            )
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('descriptor_size', ?)",
+            (str(self.descriptor_size),),
+        )
 
     def _replay(self) -> None:
         n_added = n_deleted = 0

@@ -149,10 +149,7 @@ class PostgresGallery:
                         "SELECT value FROM gallery_meta WHERE key = 'descriptor_size'"
                     ).fetchone()
                     if row is not None and int(row[0]) != size:
-                        raise RuntimeError(
-                            f"the gallery database holds descriptors of size {row[0]}, the "
-                            f"model's are {size}: point SHAPES_DATABASE_URL at a new database"
-                        )
+                        self._reseed_for_another_model(connection, base, int(row[0]))
                     connection.execute(
                         "INSERT INTO gallery_meta VALUES ('descriptor_size', %s) "
                         "ON CONFLICT (key) DO NOTHING",
@@ -179,6 +176,31 @@ class PostgresGallery:
             finally:
                 if not connection.closed:
                     connection.execute("SELECT pg_advisory_unlock(%s)", (SEED_LOCK_KEY,))
+
+    def _reseed_for_another_model(
+        self, connection: psycopg.Connection[Any], base: BaseGallery, old_size: int
+    ) -> None:
+        """The database was seeded by a model whose descriptors have ``old_size`` numbers. If
+        it holds just the shipped gallery's items (nothing added or deleted: what a service
+        made before the model was upgraded), its tables are emptied to be seeded again;
+        otherwise it is refused (another model's descriptors cannot be compared)."""
+        rows = connection.execute("SELECT id, label FROM gallery_items").fetchall()
+        shipped = {(str(i), str(label)) for i, label in zip(base.ids, base.labels, strict=True)}
+        if {(str(i), str(label)) for i, label in rows} != shipped:
+            raise RuntimeError(
+                f"the gallery database holds items added or deleted with a model whose "
+                f"descriptors have {old_size} numbers; this model's have "
+                f"{self.descriptor_size}, so they cannot be compared: point "
+                f"SHAPES_DATABASE_URL at a new database"
+            )
+        log.info(
+            "the gallery database held the shipped items of a model with %d-number descriptors "
+            "and nothing else; seeding it again for this model's (%d)",
+            old_size,
+            self.descriptor_size,
+        )
+        connection.execute("DROP TABLE gallery_items")
+        connection.execute("DELETE FROM gallery_meta")
 
     def _seed(self, connection: psycopg.Connection[Any], base: BaseGallery) -> None:
         fingerprint = base_fingerprint(base)
