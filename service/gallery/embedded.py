@@ -108,7 +108,9 @@ class EmbeddedGallery:
         one a service made before the model was upgraded, takes the new size; one with
         changes made by another model is refused (its descriptors cannot be compared)."""
         row = self._db.execute("SELECT value FROM meta WHERE key='descriptor_size'").fetchone()
-        if row is not None and int(row[0]) != self.descriptor_size:
+        if row is not None and int(row[0]) == self.descriptor_size:
+            return
+        if row is not None:
             changes = int(self._db.execute("SELECT count(*) FROM changes").fetchone()[0])
             if changes:
                 raise RuntimeError(
