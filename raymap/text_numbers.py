@@ -35,9 +35,7 @@ def parse_numbers(text: bytes) -> np.ndarray | None:
     commas = commas.strip(b",")
     if not commas:
         return np.zeros(0)
-    if commas.startswith(b"-0,") or commas.endswith(b"-0"):
-        commas = _negative_zeros_as_floats(commas)
-    elif b",-0," in commas:
+    if commas.startswith(b"-0,") or commas.endswith(b"-0") or b",-0," in commas:
         commas = _negative_zeros_as_floats(commas)
     try:
         document = simdjson.Parser().parse(b"[" + commas + b"]")
