@@ -14,7 +14,10 @@ same rays on the mesh and the hull, plus the face normals of the hits. The meshe
 real ModelNet10 shape per size (subdivided above 12k faces; made here, never stored), written
 by trimesh's exporters (OFF in ModelNet's own layout; ``ply`` binary, ``ply_ascii`` as text).
 The two are timed alternately (the order flips each round), each call's wall and CPU time;
-the table gives medians and the ratio theirs / ours.
+the table gives medians and the ratio theirs / ours. Each side runs in its own process, as
+the service runs only ours: in one process, trimesh's Embree device starts a TBB worker
+thread that then spins through every one of our calls too (our scenes' builds wake it), which
+doubled our CPU time and added ~10 % to our wall time at 1k faces.
 """
 
 from __future__ import annotations
@@ -22,10 +25,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 # As the service does (service/__main__.py): one BLAS thread. OpenBLAS's idle threads spin
 # after each call and were counted as CPU time of both sides (up to twice the wall time).
@@ -78,6 +83,45 @@ def timed(function, *args) -> tuple[float, float]:
     return 1e3 * (time.perf_counter() - wall), 1e3 * (time.process_time() - cpu)
 
 
+SIDES = {"ours": ours, "theirs": theirs}
+
+
+def _serve_side(name: str, connection: Any) -> None:
+    """A side's process: keeps the last mesh it was sent, times a call on request."""
+    function = SIDES[name]
+    mesh: tuple[bytes, str, int] | None = None
+    while (message := connection.recv()) is not None:
+        if isinstance(message, tuple):
+            mesh = message
+            function(*mesh)  # warm-up: imports, caches
+            connection.send(None)
+        else:
+            assert mesh is not None
+            connection.send(timed(function, *mesh))
+
+
+class Side:
+    """One side of the comparison in its own process (``spawn``: nothing inherited)."""
+
+    def __init__(self, name: str) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._connection, child = context.Pipe()
+        self._process = context.Process(target=_serve_side, args=(name, child), daemon=True)
+        self._process.start()
+
+    def load(self, data: bytes, file_type: str, bandwidth: int) -> None:
+        self._connection.send((data, file_type, bandwidth))
+        self._connection.recv()
+
+    def time(self) -> tuple[float, float]:
+        self._connection.send("time")
+        return self._connection.recv()
+
+    def close(self) -> None:
+        self._connection.send(None)
+        self._process.join(timeout=10)
+
+
 def model_bandwidth(model: Path) -> int:
     import onnxruntime as ort
 
@@ -116,21 +160,22 @@ def main(argv: list[str] | None = None) -> int:
     print(head)
     print("-" * len(head))
     rows = []
+    sides = {name: Side(name) for name in SIDES}
     for size in args.sizes:
         name, mesh = mesh_of_size(args.mesh_root, size)
         repeats = args.repeats or (15 if size <= 20_000 else 5 if size <= 200_000 else 3)
         for file_type in args.formats:
             data = encode(mesh, file_type)
-            ours(data, file_type, bandwidth)  # warm-up: imports, caches
-            theirs(data, file_type, bandwidth)
-            a, b = [], []
+            for side in sides.values():
+                side.load(data, file_type, bandwidth)
+            times: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
             for round_ in range(repeats):
                 # The order flips each round: each side follows the other as often (right
                 # after trimesh's ray query, Embree's TBB threads are still running down).
-                calls = [(ours, a), (theirs, b)]
-                for function, times in calls if round_ % 2 == 0 else calls[::-1]:
-                    times.append(timed(function, data, file_type, bandwidth))
-            (ow, oc), (tw, tc) = np.median(a, axis=0), np.median(b, axis=0)
+                order = list(sides) if round_ % 2 == 0 else list(sides)[::-1]
+                for side_name in order:
+                    times[side_name].append(sides[side_name].time())
+            (ow, oc), (tw, tc) = (np.median(times[n], axis=0) for n in ("ours", "theirs"))
             row = {
                 "format": file_type,
                 "bandwidth": bandwidth,
@@ -148,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{tw:>12.1f}{tc:>13.1f}{tw / ow:>12.2f}{tc / oc:>11.2f}",
                 flush=True,
             )
+    for side in sides.values():
+        side.close()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"load average at the end (1, 5, 15 min): {load}")
     if args.json:

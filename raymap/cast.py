@@ -138,7 +138,14 @@ class Hits:
 
     hit: np.ndarray  # (R,) bool
     distance: np.ndarray  # (R,) float32, ray parameter of the hit (unit directions); inf if missed
-    normal: np.ndarray  # (R, 3) float32, unnormalized geometric normal; undefined if missed
+    # (3, R) float32: the x, y and z rows of the unnormalized geometric normals (as Embree
+    # writes them: a row each is what the features read fastest); undefined if missed
+    normal_rows: np.ndarray
+
+    @property
+    def normal(self) -> np.ndarray:
+        """(R, 3) float32 view of the normals, one row per ray."""
+        return self.normal_rows.T
 
 
 class RayScene:
@@ -216,8 +223,8 @@ class RayScene:
         hit = as_uint[:, _GEOM_ID].reshape(padded)[:n_rays] != _INVALID_ID
         tfar = packets[:, _TFAR].reshape(padded)[:n_rays]
         distance = np.where(hit, tfar, np.float32(np.inf))
-        normal = packets[:, _NG : _NG + 3].transpose(0, 2, 1).reshape(padded, 3)[:n_rays]
-        return Hits(hit=hit, distance=distance, normal=np.ascontiguousarray(normal))
+        normal_rows = packets[:, _NG : _NG + 3].transpose(1, 0, 2).reshape(3, padded)[:, :n_rays]
+        return Hits(hit=hit, distance=distance, normal_rows=normal_rows)
 
 
 def _error(device: int) -> int:

@@ -38,13 +38,16 @@ MISS_SIN = 0.0
 
 def ray_features(hits: Hits, ray_directions: np.ndarray) -> np.ndarray:
     """(3, R) float32: distance, |cos|, sin for rays of unit ``ray_directions`` (R, 3)."""
+    out = np.empty((3, len(ray_directions)), dtype=np.float32)
+    distance, cos, sin = out
     travelled = hits.distance - np.float32(ORIGIN_RADIUS - 1.0)  # (R,) from the unit sphere
-    distance = np.clip(travelled * np.float32(0.5), 0.0, 1.0)
-    normal_length = np.linalg.norm(hits.normal, axis=1)  # (R,)
-    dot = np.abs(np.einsum("rk,rk->r", hits.normal, ray_directions))  # (R,)
-    cos = np.clip(dot / np.where(normal_length > 0, normal_length, 1.0), 0.0, 1.0)
-    cos = np.where(normal_length > 0, cos, np.float32(1.0))
-    sin = np.sqrt(np.maximum(0.0, 1.0 - cos * cos))
-    out = np.stack([distance, cos, sin]).astype(np.float32)  # (3, R)
+    np.clip(travelled * np.float32(0.5), 0.0, 1.0, out=distance)
+    (nx, ny, nz), (dx, dy, dz) = hits.normal_rows, ray_directions.T
+    normal_length = np.sqrt(nx * nx + ny * ny + nz * nz)  # (R,)
+    dot = np.abs(nx * dx + ny * dy + nz * dz)  # (R,)
+    np.divide(dot, normal_length, out=cos, where=normal_length > 0)
+    cos[normal_length <= 0] = 1.0  # a degenerate face: no angle to measure
+    np.clip(cos, 0.0, 1.0, out=cos)
+    np.sqrt(np.maximum(np.float32(0.0), 1.0 - cos * cos), out=sin)
     out[:, ~hits.hit] = np.array([MISS_DISTANCE, MISS_COS, MISS_SIN], dtype=np.float32)[:, None]
     return out

@@ -334,13 +334,15 @@ def _read_plain_obj(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     blocks = []
     for block, letter in ((body[:first_face], b"v"), (body[first_face:], b"f")):
-        lines = block.count(b"\n")
         starts = letter + b" "
-        if not block.startswith(starts) or block.count(b"\n" + starts) != lines - 1:
-            return None  # another line type, a blank line, or a tab after the letter
-        if block.count(b" ") != 3 * lines:
-            return None  # more or fewer fields, or more than one space between them
+        if not block.startswith(starts):
+            return None
         text = block[2:].replace(b"\n" + starts, b"\n")
+        lines = (len(block) - len(text)) // 2  # the letters and spaces dropped, one per line
+        if block.count(b"\n") != lines:
+            return None  # another line type, a blank line, or a tab after the letter
+        if text.count(b" ") != 2 * lines:
+            return None  # more or fewer fields, or more than one space between them
         if letter == b"f" and b"/" in text:
             text = _OBJ_SLASHED.sub(b"", text)
         values = parse_numbers(text)

@@ -164,7 +164,7 @@ class _EmbreexScene:
     def cast(self, origins: np.ndarray, directions: np.ndarray) -> Hits:
         out = self._scene.run(origins, directions, output=1)
         hit = out["geomID"] != -1
-        return Hits(hit=hit, distance=np.where(hit, out["tfar"], np.inf), normal=out["Ng"])
+        return Hits(hit=hit, distance=np.where(hit, out["tfar"], np.inf), normal_rows=out["Ng"].T)
 
 
 @pytest.mark.parametrize("path", [CHAIR, *sorted(MODELNET_MINI.glob("*/*/*.off"))])
