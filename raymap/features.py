@@ -51,3 +51,15 @@ def ray_features(hits: Hits, ray_directions: np.ndarray) -> np.ndarray:
     np.sqrt(np.maximum(np.float32(0.0), 1.0 - cos * cos), out=sin)
     out[:, ~hits.hit] = np.array([MISS_DISTANCE, MISS_COS, MISS_SIN], dtype=np.float32)[:, None]
     return out
+
+
+def entry_features(radius: np.ndarray, cos: np.ndarray) -> np.ndarray:
+    """(3, R) float32: :func:`ray_features` of rays toward the centre that all hit, entering
+    a convex surface at ``radius`` (R,) through a plane whose normal makes the angle
+    ``arccos(cos)`` (R,) with the ray (:meth:`raymap.hull.HullPlanes.entry`)."""
+    out = np.empty((3, len(radius)), dtype=np.float32)
+    distance, cos_out, sin = out
+    np.clip((1.0 - radius) * 0.5, 0.0, 1.0, out=distance)  # travelled from the unit sphere
+    np.clip(cos, 0.0, 1.0, out=cos_out)
+    np.sqrt(1.0 - cos_out * cos_out, out=sin)
+    return out

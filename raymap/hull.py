@@ -17,6 +17,8 @@ qhull (scipy) takes the shapes QuickHull cannot give a solid hull: flat meshes (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import manifold3d
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
@@ -58,3 +60,61 @@ def qhull_hull(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.
     new_index = np.empty(len(vertices), dtype=np.int32)
     new_index[used] = np.arange(len(used), dtype=np.int32)
     return vertices[used], new_index[hull.simplices]
+
+
+# A hull of more triangles than this is cast by Embree (raymap.cast) instead of its planes:
+# the planes' matrix product grows with rays x triangles, a BVH with the log of the triangles
+# (2 x 1,024 rays: planes 0.19 against Embree 0.51 ms for 52 triangles, 0.31 against 0.60 for
+# 152, 0.68 against 0.55 for 414).
+MAX_PLANES = 256
+# A triangle with less than this twice-area (the hull of a normalized mesh, in the unit ball)
+# has too short a normal to trust its direction.
+MIN_TWICE_AREA = 1e-9
+# How far a hull vertex may lie outside a triangle's plane, and how far inside every plane the
+# centre must lie, for the planes to stand for the hull.
+PLANE_TOLERANCE = 1e-9
+MIN_CENTRE_DEPTH = 1e-6
+
+
+@dataclass(frozen=True)
+class HullPlanes:
+    """A convex hull as its triangles' planes ``n . x = h`` (unit ``n`` outward, the centre
+    inside: ``h > 0``). A ray from outside toward the centre, along ``-u``, enters the hull
+    through the plane it crosses last, the one of largest ``n . u / h``: the hull's radius
+    along ``u`` is ``1 / max(n . u / h)``. One matrix product for all the rays, in float64,
+    and no ray-casting scene to build."""
+
+    reach: np.ndarray  # (3, T) n / h: u @ reach[:, i] is 1 / (the distance to plane i along u)
+    offsets: np.ndarray  # (T,) h
+
+    def entry(self, outward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For unit directions ``outward`` (R, 3): the radius (R,) where a ray toward the
+        centre along ``-u`` enters the hull, and the cosine (R,) of the angle between ``u``
+        and the normal of the plane it enters through."""
+        reach = outward @ self.reach  # (R, T)
+        plane = reach.argmax(axis=1)
+        nearest = reach[np.arange(len(reach)), plane]
+        return 1.0 / nearest, nearest * self.offsets[plane]
+
+
+def hull_planes(vertices: np.ndarray, faces: np.ndarray) -> HullPlanes | None:
+    """The planes of the hull (``vertices`` (H, 3), ``faces`` (T, 3) wound outward) of a mesh
+    normalized around the origin, or ``None`` when they should not stand for it: more than
+    :data:`MAX_PLANES` triangles, a sliver (its normal is rounding noise), a hull vertex
+    outside a plane (no convex hull's triangle: qhull's are not wound consistently), or the
+    origin on the surface (a flat mesh's thin hull)."""
+    if len(faces) > MAX_PLANES:
+        return None
+    a, b, c = (vertices[faces[:, k]] for k in range(3))
+    (ux, uy, uz), (vx, vy, vz) = (b - a).T, (c - a).T
+    normals = np.stack([uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx])  # (3, T)
+    twice_area = np.sqrt((normals * normals).sum(axis=0))
+    if not twice_area.min(initial=np.inf) > MIN_TWICE_AREA:
+        return None
+    normals /= twice_area
+    offsets = (normals * a.T).sum(axis=0)  # (T,)
+    if not offsets.min() > MIN_CENTRE_DEPTH:
+        return None
+    if (vertices @ normals - offsets).max() > PLANE_TOLERANCE:
+        return None
+    return HullPlanes(reach=normals / offsets, offsets=offsets)

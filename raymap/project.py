@@ -16,20 +16,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from raymap.cast import RayScene
-from raymap.features import FEATURE_NAMES, ORIGIN_RADIUS, ray_features
+from raymap.features import FEATURE_NAMES, ORIGIN_RADIUS, entry_features, ray_features
 from raymap.grid import check_bandwidth, directions
-from raymap.hull import convex_hull
+from raymap.hull import HullPlanes, convex_hull, hull_planes
 from raymap.mesh import Triangles, validate_mesh
 from raymap.normalize import NormalizedMesh, normalize
 
 
 @dataclass(frozen=True)
 class PreparedMesh:
-    """A normalized mesh and its convex hull, each with its embree scene built."""
+    """A normalized mesh with its embree scene built, and its convex hull: as its planes, or
+    as an embree scene where they should not stand for it (:func:`raymap.hull.hull_planes`)."""
 
     normalized: NormalizedMesh
     surface: RayScene
-    hull: RayScene
+    hull: HullPlanes | RayScene
 
 
 Clock = Callable[[], float]
@@ -41,7 +42,7 @@ def prepare(
     clock: Clock = time.perf_counter,
     validated: bool = False,
 ) -> PreparedMesh:
-    """Validate, normalize, build the hull and both scenes; stage times (ms) into ``timings``.
+    """Validate, normalize, build the hull and the scenes; stage times (ms) into ``timings``.
 
     ``mesh`` is anything with ``vertices`` and ``faces`` arrays (a ``trimesh.Trimesh``);
     ``validated=True`` skips the validation for a mesh :func:`raymap.load_mesh` just returned
@@ -53,9 +54,14 @@ def prepare(
     normalized = normalize(mesh.vertices, mesh.faces)
     after_normalize = clock()
     hull_vertices, hull_faces = convex_hull(normalized.vertices, normalized.faces)
+    planes = hull_planes(hull_vertices, hull_faces)
     after_hull = clock()
     surface, surface_ms = _timed_scene(normalized.vertices, normalized.faces, clock)
-    hull, hull_scene_ms = _timed_scene(hull_vertices, hull_faces, clock)
+    hull: HullPlanes | RayScene
+    if planes is None:
+        hull, hull_scene_ms = _timed_scene(hull_vertices, hull_faces, clock)
+    else:
+        hull, hull_scene_ms = planes, 0.0
     if timings is not None:
         timings["normalize"] = 1e3 * (after_normalize - start)
         timings["hull"] = 1e3 * (after_hull - after_normalize)
@@ -85,11 +91,15 @@ def project(
     inward = (-outward).astype(np.float32)  # (R, 3) toward the centre
     start = clock()
     surface_hits = prepared.surface.cast(origins, inward)
-    hull_hits = prepared.hull.cast(origins, inward)
-    after_cast = clock()
-    channels = np.concatenate(
-        [ray_features(surface_hits, inward), ray_features(hull_hits, inward)]
-    )  # (6, R)
+    if isinstance(prepared.hull, HullPlanes):
+        radius, cos = prepared.hull.entry(outward)
+        after_cast = clock()
+        hull_channels = entry_features(radius, cos)
+    else:
+        hull_hits = prepared.hull.cast(origins, inward)
+        after_cast = clock()
+        hull_channels = ray_features(hull_hits, inward)
+    channels = np.concatenate([ray_features(surface_hits, inward), hull_channels])  # (6, R)
     out = channels.reshape(len(FEATURE_NAMES), 2 * b, 2 * b)  # (6, n_lat, n_lon)
     if timings is not None:
         timings["cast_rays"] = 1e3 * (after_cast - start)
