@@ -1,5 +1,6 @@
 """The convex hull: QuickHull (manifold3d) gives qhull's polytope, and the maps stay those of
-qhull's hull; flat meshes and lone triangles still go through qhull."""
+qhull's hull; flat meshes and lone triangles still go through qhull. A small hull is cast by
+its planes, which give Embree's hull channels."""
 
 from __future__ import annotations
 
@@ -10,8 +11,19 @@ from scipy.spatial import ConvexHull
 
 import raymap
 from raymap import hull as hull_module
-from raymap.hull import MIN_SOLID_VOLUME, convex_hull, qhull_hull
+from raymap.cast import RayScene
+from raymap.features import ORIGIN_RADIUS, entry_features, ray_features
+from raymap.grid import directions
+from raymap.hull import (
+    MAX_PLANES,
+    MIN_SOLID_VOLUME,
+    HullPlanes,
+    convex_hull,
+    hull_planes,
+    qhull_hull,
+)
 from raymap.normalize import normalize
+from raymap.project import prepare
 from tests.raymap_testing import CHAIR, MODELNET_MINI
 
 MESHES = [CHAIR, *sorted(MODELNET_MINI.glob("*/*/*.off"))]
@@ -95,3 +107,52 @@ def test_a_thin_solid_keeps_quickhull() -> None:
     volume = trimesh.Trimesh(vertices, triangles, process=False).volume
     assert volume == pytest.approx(1e-3, rel=1e-9) and volume > MIN_SOLID_VOLUME
     assert len(vertices) == 8
+
+
+def embree_entry(vertices: np.ndarray, faces: np.ndarray, outward: np.ndarray) -> np.ndarray:
+    """The hull's three channels as the Embree scene of its triangles gives them."""
+    inward = (-outward).astype(np.float32)
+    hits = RayScene(vertices, faces).cast((ORIGIN_RADIUS * outward).astype(np.float32), inward)
+    assert hits.hit.all()
+    return ray_features(hits, inward)
+
+
+@pytest.mark.parametrize("path", MESHES, ids=lambda p: p.stem)
+def test_hull_planes_give_embrees_hull_channels(path) -> None:
+    """Where every ray enters the hull, by its planes, is where Embree's ray meets its
+    triangles: distances to float32 rounding; cos to 1e-5; sin to 1e-3, which is float32's
+    normal (Embree's) at a ray square to the face: sin = sqrt(1 - cos^2) magnifies it."""
+    mesh = raymap.load_mesh_file(path)
+    normalized = normalize(mesh.vertices, mesh.faces)
+    vertices, faces = convex_hull(normalized.vertices, normalized.faces)
+    planes = hull_planes(vertices, faces)
+    assert planes is not None
+    rotation = np.linalg.qr(np.random.default_rng(5).normal(size=(3, 3)))[0]
+    outward = directions(16).reshape(-1, 3) @ rotation
+    ours = entry_features(*planes.entry(outward))
+    theirs = embree_entry(vertices, faces, outward)
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(ours[2], theirs[2], rtol=0, atol=1e-3)
+
+
+def test_a_large_hull_and_a_thin_one_keep_embree() -> None:
+    """Past MAX_PLANES triangles the BVH is faster; a flat mesh's thin hull has the centre on
+    its surface; qhull's triangles are wound either way: no planes for any of them."""
+    sphere = trimesh.creation.icosphere(subdivisions=4)  # 5,120 faces, all on the hull
+    vertices, faces = convex_hull(sphere.vertices, sphere.faces)
+    assert len(faces) > MAX_PLANES and hull_planes(vertices, faces) is None
+    square = np.array([[-1.0, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]])
+    assert hull_planes(*qhull_hull(square, np.array([[0, 1, 2], [0, 2, 3]]))) is None
+    cube = trimesh.creation.box()
+    inward = convex_hull(cube.vertices, cube.faces)
+    assert hull_planes(inward[0], inward[1][:, ::-1]) is None
+
+
+def test_the_service_path_casts_small_hulls_by_their_planes() -> None:
+    """``prepare`` takes the planes for a hull of a few dozen triangles, Embree past that;
+    the two maps agree as above."""
+    chair = raymap.load_mesh_file(CHAIR)
+    assert isinstance(prepare(chair).hull, HullPlanes)
+    sphere = trimesh.creation.icosphere(subdivisions=4)
+    assert isinstance(prepare(sphere).hull, RayScene)
