@@ -100,7 +100,9 @@ def _embree() -> ctypes.CDLL:
         "rtcReleaseGeometry": (None, [_void_p]),
         "rtcCommitScene": (None, [_void_p]),
         "rtcReleaseScene": (None, [_void_p]),
-        "rtcIntersect8": (None, [_void_p, _void_p, _void_p, _void_p]),
+        # No argtypes: the hot loop passes ready ctypes objects, and ctypes' per-call
+        # conversion of four arguments was a sixth of a 1,024-ray cast (128 calls).
+        "rtcIntersect8": (None, None),
     }
     for name, (restype, argtypes) in signatures.items():
         function = getattr(lib, name)
@@ -216,10 +218,10 @@ class RayScene:
         as_uint[:, _MASK] = _INVALID_ID
         as_uint[:, _GEOM_ID] = _INVALID_ID
         as_uint[:, _INST_ID] = _INVALID_ID
-        intersect, scene, valid = self._lib.rtcIntersect8, self._scene, _VALID
+        intersect, scene, valid = self._lib.rtcIntersect8, _void_p(self._scene), _VALID
         address, stride = packets.ctypes.data, _ROWS * _LANES * 4
-        for i in range(n_packets):
-            intersect(valid, scene, address + i * stride, None)
+        for packet in [_void_p(address + i * stride) for i in range(n_packets)]:
+            intersect(valid, scene, packet, None)  # (valid mask, scene, RTCRayHit8, args)
         hit = as_uint[:, _GEOM_ID].reshape(padded)[:n_rays] != _INVALID_ID
         tfar = packets[:, _TFAR].reshape(padded)[:n_rays]
         distance = np.where(hit, tfar, np.float32(np.inf))
