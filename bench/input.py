@@ -17,7 +17,10 @@ The two are timed alternately (the order flips each round), each call's wall and
 the table gives medians and the ratio theirs / ours. Each side runs in its own process, as
 the service runs only ours: in one process, trimesh's Embree device starts a TBB worker
 thread that then spins through every one of our calls too (our scenes' builds wake it), which
-doubled our CPU time and added ~10 % to our wall time at 1k faces.
+doubled our CPU time and added ~10 % to our wall time at 1k faces. Our process is set up as
+a serving process is (:func:`service.allocator.keep_large_blocks`: large blocks from the heap,
+freed ones kept), trimesh's as a user's script (glibc's defaults) unless
+``--tuned-allocator-for-trimesh``.
 """
 
 from __future__ import annotations
@@ -86,8 +89,12 @@ def timed(function, *args) -> tuple[float, float]:
 SIDES = {"ours": ours, "theirs": theirs}
 
 
-def _serve_side(name: str, connection: Any) -> None:
+def _serve_side(name: str, connection: Any, tuned_allocator: bool) -> None:
     """A side's process: keeps the last mesh it was sent, times a call on request."""
+    if tuned_allocator:
+        from service.allocator import keep_large_blocks
+
+        keep_large_blocks()
     function = SIDES[name]
     mesh: tuple[bytes, str, int] | None = None
     while (message := connection.recv()) is not None:
@@ -103,10 +110,12 @@ def _serve_side(name: str, connection: Any) -> None:
 class Side:
     """One side of the comparison in its own process (``spawn``: nothing inherited)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, tuned_allocator: bool) -> None:
         context = multiprocessing.get_context("spawn")
         self._connection, child = context.Pipe()
-        self._process = context.Process(target=_serve_side, args=(name, child), daemon=True)
+        self._process = context.Process(
+            target=_serve_side, args=(name, child, tuned_allocator), daemon=True
+        )
         self._process.start()
 
     def load(self, data: bytes, file_type: str, bandwidth: int) -> None:
@@ -137,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bandwidth", type=int, default=None, help="default: the model's")
     parser.add_argument("--model", type=Path, default=REPO / "models" / "model.onnx")
     parser.add_argument("--mesh-root", type=Path, default=None)
+    parser.add_argument(
+        "--tuned-allocator-for-trimesh",
+        action="store_true",
+        help="give trimesh's process the service's allocator settings too",
+    )
     parser.add_argument("--plot", type=Path, default=None, help="log-log plot (PNG)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--replot", type=Path, default=None, help="plot a --json file; no run")
@@ -160,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     print(head)
     print("-" * len(head))
     rows = []
-    sides = {name: Side(name) for name in SIDES}
+    tuned = {"ours": True, "theirs": args.tuned_allocator_for_trimesh}
+    sides = {name: Side(name, tuned[name]) for name in SIDES}
     for size in args.sizes:
         name, mesh = mesh_of_size(args.mesh_root, size)
         repeats = args.repeats or (15 if size <= 20_000 else 5 if size <= 200_000 else 3)
