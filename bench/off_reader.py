@@ -1,4 +1,4 @@
-"""The OFF reader's vectorized number parser against numpy's readers, on every ModelNet10 mesh.
+"""The OFF reader's number parser (simdjson) against numpy's readers, on every ModelNet10 mesh.
 
     python bench/off_reader.py                       # all test and train meshes
     python bench/off_reader.py --split test --limit 100
@@ -7,7 +7,8 @@ For each file, the numbers after the OFF counts are read twice: by
 ``raymap.text_numbers.parse_numbers`` (what ``raymap.load_mesh`` uses) and by the numpy
 readers it replaced (``np.loadtxt`` per block, else ``np.array(tokens, dtype=float64)``),
 and the vertex and face arrays must be equal bit for bit. Prints how many files agree, how
-many tokens left the fast path, and each side's CPU time (alternating, summed).
+many the parser left to numpy (a token that is no JSON number), and each side's CPU time
+(alternating, summed).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if values is not None and not same_bits(ours, reference):
             differ.append(path)
     print(f"{len(files)} ModelNet10 OFF files ({', '.join(splits)}): {len(differ)} differ")
-    print(f"  parsed by numpy instead (a token off the fast path): {fallback}")
+    print(f"  parsed by numpy instead (a token that is no JSON number): {fallback}")
     for name, total in seconds.items():
         print(f"  {name:14s} {total:7.2f} s CPU, {1e3 * total / max(len(files), 1):6.2f} ms/file")
     for path in differ[:10]:

@@ -6,10 +6,10 @@ applied; point clouds and paths in a scene are dropped. glTF is +Y up by specifi
 GLB/GLTF meshes are turned to +Z up, the polar axis of the grid.
 
 The numbers of an OFF file (ModelNet's glued header ``OFF490 518 0`` included) and of an
-ASCII PLY of triangles are read by a vectorized parser that gives numpy's values bit for bit
+ASCII PLY of triangles are read by simdjson as a JSON array, numpy's values bit for bit
 (:mod:`raymap.text_numbers`); a binary PLY of triangles by ``np.frombuffer``
 (:mod:`raymap.ply`), a binary STL and a GLB of one mesh (:mod:`raymap.glb`) too; an OBJ of
-only ``v`` and ``f`` lines by the vectorized parser, or ``np.loadtxt`` when it has comments
+only ``v`` and ``f`` lines by the same parser, or ``np.loadtxt`` when it has comments
 or more columns. Anything else (polygons, colours, ASCII STL,
 scenes of several meshes, GLTF, other OBJ) goes through trimesh's loaders.
 
@@ -237,7 +237,7 @@ def _read_off(data: bytes, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
     if match.group(1) == b"OFF":
         rest = tokens[3] if len(tokens) > 3 else b""
         values = parse_numbers(rest)
-        if values is None:  # a token off the fast path: numpy's readers decide
+        if values is None:  # a token that is no JSON number: numpy's readers decide
             blocks = _off_blocks_by_numpy(rest, n_vertices, n_faces)
         else:
             blocks = _off_blocks(values, n_vertices, n_faces)
@@ -278,7 +278,7 @@ def _read_binary_stl(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _read_simple_obj(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
-    """``v x y z`` lines, then ``f a b c`` lines (``a/t/n`` too), by the vectorized number
+    """``v x y z`` lines, then ``f a b c`` lines (``a/t/n`` too), by the number
     parser (:func:`_read_plain_obj`) or numpy's C parser (comments, more columns); ``None``
     for anything else (materials, groups, polygons, relative indices...)."""
     plain = _read_plain_obj(data)

@@ -4,7 +4,7 @@ The layout of most PLY files: a ``vertex`` element of scalar properties with ``x
 them, then a ``face`` element of one index list, every face a triangle. ``read_ply(data)``
 gives the vertices and faces trimesh's reader gives for such a file, bit for bit (a ``float``
 property is a float32 there too), or ``None`` for any other file (other elements, faces with
-more properties or more corners, a number the vectorized parser does not vouch for, a body
+more properties or more corners, a number the parser does not vouch for, a body
 of another length than the header says); the caller then asks trimesh. Its ASCII tokenizer
 took ~250 ms for a 643 KiB bunny, and its binary reader, through a scene, ~10 ms for 10k faces.
 """

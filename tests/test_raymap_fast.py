@@ -144,7 +144,7 @@ def test_obj_fast_reader_gives_trimeshs_mesh(case: str) -> None:
 
 @pytest.mark.parametrize("path", [CHAIR, *sorted(MODELNET_MINI.glob("*/*/*.off"))[:5]])
 def test_trimeshs_obj_export_takes_the_plain_path_and_matches(path) -> None:
-    """An OBJ as trimesh writes it (a comment, v lines, f lines): the vectorized path, and
+    """An OBJ as trimesh writes it (a comment, v lines, f lines): the plain path, and
     the arrays of the ``np.loadtxt`` reader it stands in for, bit for bit."""
     chair = raymap.load_mesh_file(path)
     data = chair.export(file_type="obj").encode()

@@ -143,7 +143,7 @@ def test_off_reader_gives_numpys_arrays(vertices: str) -> None:
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered in cast")
 def test_off_face_index_beyond_int64_is_refused_as_before() -> None:
-    """A face index past the fast path's 15 digits goes to numpy's readers, as it always did."""
+    """A face index past 64 bits goes to numpy's readers, as it always did."""
     data = TETRA.format(v="0 0 0\n1 0 0\n0 1 0\n0 0 1").replace(
         "3 1 2 3", "3 1 2 99999999999999999999"
     )
