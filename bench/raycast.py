@@ -8,8 +8,10 @@ on 2 cores.
     python bench/raycast.py --limit 100 --no-build
 
 Per mesh, in one process: parse (bytes -> validated mesh), normalize (validation + centre and
-scale), hull (raymap.hull), cast (both embree scenes built + both ray bundles), features. Then the
-real dataset build (``raymap.datasets.build_split``, process pool, fresh temporary cache).
+scale), hull (raymap.hull, with a small hull's planes), cast (the embree scenes built + the ray
+bundles, a small hull's by its planes), features. Then the real dataset build
+(``raymap.datasets.build_split``, process pool, fresh temporary cache). One BLAS thread, as
+in the service and the build's workers (the hull's planes are a matrix product).
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from raymap import load_mesh, spherical_map_timed
-from raymap.datasets import DATASETS, build_split, dataset_root, list_meshes
-from raymap.mesh import file_type_of
+from raymap import load_mesh, spherical_map_timed  # noqa: E402
+from raymap.datasets import DATASETS, build_split, dataset_root, list_meshes  # noqa: E402
+from raymap.mesh import file_type_of  # noqa: E402
 
 COLUMNS = (
     "parse",

@@ -14,7 +14,8 @@ import json
 import multiprocessing
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,10 +101,31 @@ def build_chunks(
         else:
             # spawn, not fork: embree's thread pool does not survive a fork.
             context = multiprocessing.get_context("spawn")
-            with context.Pool(n_workers) as pool:
+            with _one_blas_thread_per_worker(), context.Pool(n_workers) as pool:
                 for n_done in pool.imap_unordered(run_job, pending):
                     bar.update(n_done)
     _merge(final, partial, jobs, listing, digest)
+
+
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextmanager
+def _one_blas_thread_per_worker() -> Iterator[None]:
+    """Workers spawned inside start with one BLAS thread (unless the caller chose a number):
+    the workers are the parallelism, and a BLAS pool per worker (a small hull's planes are a
+    matrix product) oversubscribes the cores."""
+    before = {name: os.environ.get(name) for name in _BLAS_THREADS}
+    for name in _BLAS_THREADS:
+        os.environ.setdefault(name, "1")
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def copy_maps(mesh: Triangles, settings: BuildSettings, mesh_index: int) -> list[np.ndarray]:
