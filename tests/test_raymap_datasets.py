@@ -347,3 +347,20 @@ def test_the_command_line_skips_a_split_the_folder_lacks(tmp_path: Path, capsys)
     assert len(out.splitlines()) == 2 and "validation: no files" in err
     with pytest.raises(FileNotFoundError):  # asked for by name: an error
         main([*argv, "--cache-dir", str(tmp_path), "--split", "validation"])
+
+
+def test_build_workers_start_with_one_blas_thread(monkeypatch) -> None:
+    """The workers are the parallelism: each starts with one BLAS thread (a pool per worker
+    oversubscribed the cores), unless the caller chose a number; the parent's setting is
+    restored afterwards."""
+    import multiprocessing
+    import os
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    names = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+    spawn = multiprocessing.get_context("spawn")
+    with build_module._one_blas_thread_per_worker(), spawn.Pool(1) as pool:
+        seen = [pool.apply(os.getenv, (name,)) for name in names]
+    assert seen == ["1", "3"]
+    assert "OPENBLAS_NUM_THREADS" not in os.environ and os.environ["OMP_NUM_THREADS"] == "3"
