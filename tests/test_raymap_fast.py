@@ -82,6 +82,23 @@ def test_a_scene_keeps_its_arrays_after_the_caller_drops_them() -> None:
     np.testing.assert_array_equal(before.distance, after.distance)
 
 
+def test_a_cast_keeps_its_hits_when_the_thread_casts_again() -> None:
+    """Casts reuse one packet buffer per thread: the hits returned are the caller's, not views
+    of the buffer that the next cast (of other rays, on another scene) overwrites."""
+    mesh = raymap.load_mesh_file(CHAIR)
+    normalized = normalize(mesh.vertices, mesh.faces)
+    scene = RayScene(normalized.vertices, normalized.faces)
+    outward = directions(8).reshape(-1, 3)
+    origins, inward = (ORIGIN_RADIUS * outward).astype(np.float32), (-outward).astype(np.float32)
+    first = scene.cast(origins, inward)
+    kept = [first.hit.copy(), first.distance.copy(), first.normal_rows.copy()]
+    box = trimesh.creation.box(extents=(0.5, 0.5, 0.5))
+    other = RayScene(box.vertices, box.faces).cast(0.9 * origins, inward)  # the same size
+    assert not np.array_equal(other.distance, first.distance)
+    for now, before in zip([first.hit, first.distance, first.normal_rows], kept, strict=True):
+        np.testing.assert_array_equal(now, before)
+
+
 @pytest.mark.parametrize("path", [CHAIR, *sorted(MODELNET_MINI.glob("*/*/*.off"))])
 def test_off_line_reader_equals_the_token_reader(path) -> None:
     """ModelNet's layout goes through np.loadtxt; the same numbers as float() on each token."""
