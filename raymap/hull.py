@@ -64,8 +64,9 @@ def qhull_hull(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.
 
 # A hull of more triangles than this is cast by Embree (raymap.cast) instead of its planes:
 # the planes' matrix product grows with rays x triangles, a BVH with the log of the triangles
-# (2 x 1,024 rays: planes 0.19 against Embree 0.51 ms for 52 triangles, 0.31 against 0.60 for
-# 152, 0.68 against 0.55 for 414).
+# (1,024 rays, planes and features against Embree's scene, cast and features, in a one-off
+# comparison: 0.19 against 0.51 ms for 52 triangles, 0.31 against 0.60 for 152, 0.68 against
+# 0.55 for 414).
 MAX_PLANES = 256
 # A triangle with less than this twice-area (the hull of a normalized mesh, in the unit ball)
 # has too short a normal to trust its direction.
