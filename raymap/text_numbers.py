@@ -30,6 +30,11 @@ _AS_JSON = bytes(
 )
 
 
+# simdjson holds the GIL while it parses: a megabyte at a time lets the service's event loop
+# and other threads in between on a file of many megabytes.
+_PIECE_BYTES = 1 << 20
+
+
 def parse_numbers(text: bytes) -> np.ndarray | None:
     """The numbers in ``text`` as a float64 array, or ``None`` (see the module docstring)."""
     commas = text.translate(_AS_JSON)
@@ -40,12 +45,26 @@ def parse_numbers(text: bytes) -> np.ndarray | None:
         return np.zeros(0)
     if commas.startswith(b"-0,") or commas.endswith(b"-0") or b",-0," in commas:
         commas = _negative_zeros_as_floats(commas)
+    pieces = []
+    start = 0
+    while start < len(commas):
+        stop = commas.find(b",", start + _PIECE_BYTES)
+        stop = len(commas) if stop < 0 else stop
+        values = _json_numbers(commas[start:stop])
+        if values is None:
+            return None
+        pieces.append(values)
+        start = stop + 1
+    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+
+def _json_numbers(commas: bytes) -> np.ndarray | None:
+    """Comma-separated numbers (no empty field) read by simdjson, or ``None``."""
     try:
         document = simdjson.Parser().parse(b"[" + commas + b"]")
-        values = np.frombuffer(document.as_buffer(of_type="d"), dtype=np.float64)
+        return np.frombuffer(document.as_buffer(of_type="d"), dtype=np.float64)
     except (ValueError, RuntimeError):  # no JSON number, or one past 64 bits (simdjson says)
         return None
-    return values
 
 
 def _negative_zeros_as_floats(commas: bytes) -> bytes:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import raymap
+import raymap.text_numbers as text_numbers
 from raymap.mesh import _off_blocks, _off_blocks_by_numpy, _read_off
 from raymap.text_numbers import parse_numbers
 
@@ -94,6 +95,20 @@ def test_random_numbers_read_as_numpy_reads_them(seed: int) -> None:
     separators = rng.choice([" ", "\n", "\t", "\r\n", "  ", " \n", "   \t\n"], len(tokens))
     data = "".join(t + s for t, s in zip(tokens, separators, strict=True)).encode()
     assert_same_bits(parse_numbers(data), numpy_reads(data))
+
+
+def test_pieces_cut_only_between_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Text longer than a piece is parsed a piece at a time, cut at a comma: tiny pieces put a
+    cut in every place, "-0" tokens and runs of whitespace included."""
+    rng = np.random.default_rng(7)
+    tokens = random_tokens(rng, 3000) + ["-0"] * 5
+    rng.shuffle(tokens)
+    data = "  ".join(tokens).encode()
+    for piece_bytes in (1, 7, 16, 17, 100):
+        monkeypatch.setattr(text_numbers, "_PIECE_BYTES", piece_bytes)
+        assert_same_bits(parse_numbers(data), numpy_reads(data))
+    monkeypatch.setattr(text_numbers, "_PIECE_BYTES", 16)
+    assert parse_numbers(data + b" 1.2.3") is None  # a bad token in the last piece
 
 
 def test_hypothesis_floats_in_every_notation() -> None:
