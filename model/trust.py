@@ -536,15 +536,18 @@ def _choose_descriptor_part(
     return {**trial["descriptor"], key: options[chosen]}
 
 
-def keeping_ranking(rows: dict[str, dict[str, float]], plain: str) -> list[str]:
-    """The candidates (``_retrieval_row`` rows) that keep validation mAP and pair AUROC within
-    their tolerances of the ``plain`` row's: what the retrieval choices choose among."""
+def keeping_ranking(
+    rows: dict[str, dict[str, float]], plain: str, pair_auroc: bool = True
+) -> list[str]:
+    """The candidates (``_retrieval_row`` rows) that keep validation mAP and pair AUROC (unless
+    ``pair_auroc=False``) within their tolerances of the ``plain`` row's: what the retrieval
+    choices choose among."""
     floor_map = rows[plain]["val_mAP"] - MAP_TOLERANCE
     floor_pairs = rows[plain]["val_pair_auroc"] - PAIR_AUROC_TOLERANCE
     return [
         name
         for name, row in rows.items()
-        if row["val_mAP"] >= floor_map and row["val_pair_auroc"] >= floor_pairs
+        if row["val_mAP"] >= floor_map and (not pair_auroc or row["val_pair_auroc"] >= floor_pairs)
     ]
 
 
@@ -578,8 +581,7 @@ def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, A
         name: _retrieval_row(network, {**plain, "descriptor": descriptor}, data, predictions)
         for name, descriptor in candidates.items()
     }
-    floor = rows["none"]["val_mAP"] - MAP_TOLERANCE
-    allowed = [n for n, r in rows.items() if r["val_mAP"] >= floor]
+    allowed = keeping_ranking(rows, "none", pair_auroc=False)
     chosen = max(allowed, key=lambda n: rows[n]["stranger_share"])
     report["descriptor"] = {"candidates": rows, "chosen": chosen}
     descriptor = candidates[chosen]
