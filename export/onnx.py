@@ -46,6 +46,7 @@ import onnx
 import torch
 
 from model.checkpoint import load_model
+from model.ensemble import is_ensemble
 from model.net import SphericalCNN, multiply_adds, parameter_count
 from model.trust import TrustedModel, descriptor_size, trust_metadata, trust_threshold
 from raymap.contract import CORE_OUTPUTS, INPUT_NAME, NOVELTY, ModelContract
@@ -266,6 +267,8 @@ def read_accuracy(value: str | None, state: dict[str, object]) -> dict[str, obje
         return {**split, "top1": top1, "source": "--accuracy"}
     history = state.get("history") or []
     assert isinstance(history, list)
+    if is_ensemble(state):
+        return {**split, "top1": None, "source": "none: an ensemble has no training history"}
     if not history:
         return {**split, "top1": None, "source": "none: no training history in the checkpoint"}
     last = history[-1]
@@ -313,8 +316,11 @@ def build_metadata(
         raise ValueError(
             f"the network takes {input_shape(network)}, the contract says {contract.input_shape}"
         )
+    members = (state.get("ensemble") or {}).get("members")
+    assert members is None or isinstance(members, list)
     values: dict[str, object] = {
-        "model_config": config.to_dict(),
+        # An ensemble's: each member's architecture (``ensemble`` lists the members).
+        "model_config": state["model_config"] if members else config.to_dict(),
         "parameters": parameter_count(network),
         "multiply_adds": multiply_adds(network),
         "training_data": {
@@ -322,8 +328,8 @@ def build_metadata(
             "split": "train",
             "copies": train_config.get("train_copies"),
             "limit_per_class": train_config.get("limit_per_class"),
-            "epochs": len(history),
-            "seed": train_config.get("seed"),
+            "epochs": [m["selection"]["epoch"] for m in members] if members else len(history),
+            "seed": [m["seed"] for m in members] if members else train_config.get("seed"),
         },
         "protocol": {
             "train_rotation": train_rotation,
@@ -331,6 +337,18 @@ def build_metadata(
             "name": f"{train_rotation}/{train_config.get('test_rotation')}",
         },
         "train_config": train_config,
+        # The members of an ensemble (model.ensemble), best on validation first; null else.
+        "ensemble": [
+            {
+                "seed": m["seed"],
+                "source": m["source"],
+                "epoch": m["selection"]["epoch"],
+                "val_acc": m["selection"]["val_acc"],
+            }
+            for m in members
+        ]
+        if members
+        else None,
         # How it was made (data, fine-tuning source, processes, device): for model cards.
         "recipe": state.get("recipe"),
         "accuracy": read_accuracy(accuracy, state),

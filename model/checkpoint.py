@@ -4,7 +4,8 @@ A checkpoint is a dict saved with ``torch.save``. What rebuilds the network with
 (``model_artifact``): the weights, the architecture (``model_config``), the class names, the
 map grid, the per-pixel features and their version, and the training settings. A training run
 adds what resumes it exactly (optimizer, random state, epoch, history, seconds); post-hoc fits
-(``model.trust``) add a ``post_hoc`` entry. Export, evaluation, the benchmarks and the tests load
+(``model.trust``) add a ``post_hoc`` entry; an ensemble's checkpoint (``model.ensemble``) adds
+its members. Export, evaluation, the benchmarks and the tests load
 checkpoints only through this module.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 
+from model.ensemble import Ensemble, build_ensemble, is_ensemble
 from model.net import ModelConfig, SphericalCNN
 from raymap import FEATURE_NAMES, FEATURES_VERSION
 from raymap.grid import GridSpec
@@ -83,8 +85,12 @@ def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     return state
 
 
-def build_model(state: Mapping[str, Any], device: str | torch.device = "cpu") -> SphericalCNN:
-    """The network of a checkpoint dict, in eval mode."""
+def build_model(
+    state: Mapping[str, Any], device: str | torch.device = "cpu"
+) -> SphericalCNN | Ensemble:
+    """The network of a checkpoint dict (an ``Ensemble`` for an ensemble's), in eval mode."""
+    if is_ensemble(state):
+        return build_ensemble(state).to(device).eval()
     model = SphericalCNN(ModelConfig.from_dict(state["model_config"]))
     model.load_state_dict(state["weights"])
     return model.to(device).eval()
@@ -92,7 +98,7 @@ def build_model(state: Mapping[str, Any], device: str | torch.device = "cpu") ->
 
 def load_model(
     path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[SphericalCNN, dict[str, Any]]:
+) -> tuple[SphericalCNN | Ensemble, dict[str, Any]]:
     """A checkpoint file -> the network in eval mode and the checkpoint dict."""
     state = read_checkpoint(path, device)
     return build_model(state, device), state

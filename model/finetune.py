@@ -2,8 +2,9 @@
 
 Everything of the source network but its last linear layer (the spherical convolutions, their
 batch norms, the embedding that makes the descriptor) is copied; the classifier is new, sized
-for the new classes. The architecture and bandwidth are the source's, so the maps must be
-built at its bandwidth.
+for the new classes. From an ensemble (the shipped checkpoint is one) the first member, the
+one best on validation, is fine-tuned. The architecture and bandwidth are the source's, so
+the maps must be built at its bandwidth.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from model.ensemble import is_ensemble
 from model.net import ModelConfig, SphericalCNN
 
 # The class-specific layers: the classifier, and the branch heads of an auxiliary loss.
@@ -54,9 +56,19 @@ def finetune_config(source: dict[str, Any], n_classes: int, dropout: float) -> M
     return dataclasses.replace(config, n_classes=n_classes, dropout=dropout)
 
 
+def network_weights(source: dict[str, Any]) -> dict[str, Any]:
+    """The weights of the source's network: its own, or an ensemble's first member's (the
+    member best on validation, ``model.ensemble``; the shipped checkpoint is an ensemble)."""
+    if not is_ensemble(source):
+        return source["weights"]
+    prefix = "members.0."
+    return {k[len(prefix) :]: v for k, v in source["weights"].items() if k.startswith(prefix)}
+
+
 def load_pretrained(model: SphericalCNN, source: dict[str, Any]) -> int:
-    """Copy every weight of ``source`` except the head into ``model``; the number of tensors."""
-    weights = {k: v for k, v in source["weights"].items() if not k.startswith(HEADS)}
+    """Copy every weight of ``source``'s network (``network_weights``) except the head into
+    ``model``; the number of tensors."""
+    weights = {k: v for k, v in network_weights(source).items() if not k.startswith(HEADS)}
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if unexpected or any(not name.startswith(HEADS) for name in missing):
         raise ValueError(

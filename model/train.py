@@ -54,6 +54,7 @@ from model.checkpoint import (
 )
 from model.config import apply_overrides
 from model.data import MapSet, batches, dataset_of, load_maps, split_validation, subset
+from model.ensemble import is_ensemble
 from model.finetune import (
     finetune_config,
     load_pretrained,
@@ -226,7 +227,11 @@ def train(config: TrainConfig) -> Path:
     model = SphericalCNN(model_config).to(device)
     if source is not None:
         copied = load_pretrained(model, source)
-        say(f"fine-tuning: {copied} pretrained tensors from {config.init_from}, a new head")
+        member = ""
+        if is_ensemble(source):  # model.finetune.network_weights: the first member's
+            first = source["ensemble"]["members"][0]
+            member = f" (the ensemble's first member, seed {first['seed']})"
+        say(f"fine-tuning: {copied} pretrained tensors from {config.init_from}{member}, a new head")
     say(describe(model), f"on {device}", f"x {group.world_size} processes", flush=True)
     recipe = make_recipe(config, group, train_set, val_set, test_set, source)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -1,7 +1,8 @@
 """Answers to trust, fitted post hoc on the validation split: ``python -m model.trust fit|report``.
 
-``fit CHECKPOINT... --out FILE`` (torch) takes the checkpoint best on validation and fits, on
-the run's own validation split
+``fit CHECKPOINT... --out FILE`` (torch) takes the checkpoint best on validation (with
+``--ensemble``: all of them as one network, ``model.ensemble``) and fits, on the run's own
+validation split
 (``model.data.split_validation`` with the run's ``val_fraction``/``val_seed``), and writes the
 checkpoint again with a ``post_hoc`` entry that ``export.onnx`` bakes into the graph:
 
@@ -63,6 +64,7 @@ from torch.nn import functional as F
 
 from model.checkpoint import build_model, read_checkpoint, save_checkpoint
 from model.data import MapSet, batches, load_maps, split_validation, subset
+from model.ensemble import ensemble_state
 from model.metrics import auroc, expected_calibration_error, pair_auroc, retrieval_metrics
 from model.net import SphericalCNN
 
@@ -757,9 +759,26 @@ def best_on_validation(checkpoints: Sequence[Path]) -> Path:
     return max(checkpoints, key=key)
 
 
-def run_fit(checkpoint: Path, out: Path, keep: float, progress: bool) -> dict[str, Any]:
-    print(f"fitting on {checkpoint}")
-    state = read_checkpoint(checkpoint)
+def ensemble_of(checkpoints: Sequence[Path]) -> dict[str, Any]:
+    """The checkpoints as one ensemble checkpoint dict (``model.ensemble``)."""
+    states = [read_checkpoint(path) for path in checkpoints]
+    for path, state in zip(checkpoints, states, strict=True):
+        selection = state["selection"]
+        print(f"{path}: validation {selection['val_acc']:.4f} (epoch {selection['epoch']})")
+    return ensemble_state(states, checkpoints)
+
+
+def run_fit(
+    checkpoint: Path | dict[str, Any], out: Path, keep: float, progress: bool
+) -> dict[str, Any]:
+    """Fit on ``checkpoint`` (a file, or a checkpoint dict such as ``ensemble_of``'s)."""
+    if isinstance(checkpoint, dict):
+        members = [m["source"] for m in checkpoint["ensemble"]["members"]]
+        print(f"fitting on the ensemble of {', '.join(members)}")
+        state = checkpoint
+    else:
+        print(f"fitting on {checkpoint}")
+        state = read_checkpoint(checkpoint)
     network = build_model(state)
     data = load_fit_data(network, state, progress)
     post_hoc = fit(network, data, keep)
@@ -954,9 +973,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.trust", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     fit_parser = commands.add_parser(
-        "fit", help="fit on validation (the checkpoint best on validation, of those given)"
+        "fit",
+        help="fit on validation (the checkpoint best on validation of those given, or with "
+        "--ensemble all of them as one network)",
     )
     fit_parser.add_argument("checkpoints", type=Path, nargs="+")
+    fit_parser.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="one network of all the checkpoints (one recipe, other seeds): mean logits, "
+        "features side by side (model.ensemble)",
+    )
     fit_parser.add_argument("--out", type=Path, required=True)
     fit_parser.add_argument("--keep", type=float, default=KEEP)
     report_parser = commands.add_parser("report", help="the test-split figures of the export")
@@ -969,7 +996,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.command == "fit":
-        run_fit(best_on_validation(args.checkpoints), args.out, args.keep, args.progress)
+        if args.ensemble:
+            chosen: Path | dict[str, Any] = ensemble_of(args.checkpoints)
+        else:
+            chosen = best_on_validation(args.checkpoints)
+        run_fit(chosen, args.out, args.keep, args.progress)
     else:
         _print_report(report(args.model, args.gallery, args.out, args.progress))
     return 0

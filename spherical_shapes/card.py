@@ -84,9 +84,22 @@ def render_card(meta: dict[str, Any]) -> str:
         lines.append(f"- Trained from scratch, architecture `{train.get('architecture')}`.")
     if recipe.get("command"):
         lines.append(f"- Command: `{recipe['command']}`")
+    members = meta.get("ensemble") or []
+    if members:
+        lines.append(
+            f"- An ensemble of {len(members)} networks of this recipe, each run's epoch chosen on "
+            "its validation split: "
+            + ", ".join(
+                f"seed {m.get('seed')} (epoch {m.get('epoch')}, validation "
+                f"{float(m.get('val_acc') or 0):.4f})"
+                for m in members
+            )
+            + "; the mean of their logits, their features side by side. The command above "
+            "is the first member's."
+        )
     lines.append(
         f"- {train.get('epochs')} epochs, batch {train.get('batch_size')}, lr {train.get('lr')}, "
-        f"seed {train.get('seed')}"
+        f"seed {', '.join(str(m.get('seed')) for m in members) if members else train.get('seed')}"
         + (
             f"; {recipe.get('processes')} process(es) on {recipe.get('device')}, "
             f"torch {recipe.get('torch')}"
@@ -97,7 +110,12 @@ def render_card(meta: dict[str, Any]) -> str:
     )
     lines += ["", "## How well it does", ""]
     evaluations = {k: v for k, v in accuracy.items() if isinstance(v, dict) and "accuracy" in v}
-    if "top1" in accuracy:
+    if "top1" in accuracy and accuracy["top1"] is None:
+        lines.append(
+            f"- Test accuracy: not in the metadata ({accuracy.get('source')}); "
+            "`python -m model.trust report` measures the exported files."
+        )
+    elif "top1" in accuracy:
         lines.append(
             f"- Top-1 accuracy {accuracy['top1']} on the {accuracy.get('split')} split "
             f"({accuracy.get('rotation')} rotations), from {accuracy.get('source')}."
