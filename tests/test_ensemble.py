@@ -17,8 +17,9 @@ from model.ensemble import Ensemble, ensemble_state
 from model.finetune import finetune_config, load_pretrained
 from model.net import SphericalCNN, preset_config
 from model.train import TrainConfig
-from model.trust import FitData, Invariants, TrustedModel, fit
+from model.trust import TrustedModel, fit
 from spherical_shapes.card import render_card
+from tests.trust_testing import synthetic_fit_data
 
 CLASSES = ["a", "b", "c"]
 
@@ -107,45 +108,6 @@ def test_members_trained_on_other_data_are_refused(setting: str, value: object) 
         ensemble_state(states, [Path("a.pt"), Path("b.pt")])
 
 
-def _synthetic_fit_data(ensemble: Ensemble) -> FitData:
-    """Three classes around their own centres in every member's features; strangers between."""
-    generator = torch.Generator().manual_seed(1)
-    d = ensemble.config.descriptor_size
-    centres = 3.0 * torch.rand(3, d, generator=generator, dtype=torch.float64)
-    with torch.no_grad():  # each member's classifier knows the centres of its own features
-        for member, part in zip(ensemble.members, centres.split(ensemble.sizes, 1), strict=True):
-            member.classifier.weight.copy_(part.float())
-            member.classifier.bias.copy_(-0.5 * (part**2).sum(1).float())
-
-    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        labels = torch.randint(0, 3, (n,), generator=generator)
-        return centres[labels] + 0.3 * torch.randn(n, d, generator=generator).double(), labels
-
-    def shapes(features: torch.Tensor) -> Invariants:
-        summaries = [
-            torch.cat([features[:, :4], torch.rand(len(features), 4, generator=generator)], 1)
-            for _ in ensemble.summary_names()
-        ]
-        return Invariants(features, [s.double() for s in summaries])
-
-    train, train_labels = draw(300)
-    val, val_labels = draw(200)
-    strangers = centres.mean(0) + 0.3 * torch.randn(100, d, generator=generator).double()
-    return FitData(
-        train=shapes(train),
-        bank=shapes(train[:100]),
-        train_labels=train_labels,
-        val=shapes(val),
-        val_labels=val_labels,
-        val_first=np.ones(200, dtype=bool),
-        ood=shapes(strangers),
-        ood_labels=np.arange(100) % 2,
-        class_names=CLASSES,
-        choosing=["x"],
-        reporting=["y"],
-    )
-
-
 def test_a_fitted_ensemble_exports_with_parity_and_names_its_members(tmp_path: Path) -> None:
     """The fit takes the ensemble as it takes one network; the graph computes every member
     (the export's own check against PyTorch at batches 1 and 4 passes), and the metadata
@@ -153,7 +115,7 @@ def test_a_fitted_ensemble_exports_with_parity_and_names_its_members(tmp_path: P
     state = ensemble_state([_run_state(0, 0.9), _run_state(1, 0.95)], [Path("a"), Path("b")])
     ensemble = Ensemble([_network(1), _network(0)]).eval()
     ensemble.load_state_dict(state["weights"])
-    data = _synthetic_fit_data(ensemble)
+    data = synthetic_fit_data(ensemble, CLASSES, n_train=300, n_val=200, n_strangers=100)
     post_hoc = fit(ensemble, data, keep=0.9)
     assert post_hoc["novelty"]["threshold"] is not None
     state["weights"] = {k: v.clone() for k, v in ensemble.state_dict().items()}

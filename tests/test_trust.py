@@ -20,13 +20,13 @@ from model.net import SphericalCNN, preset_config
 from model.train import TrainConfig
 from model.trust import (
     FitData,
-    Invariants,
     TrustedModel,
     fit,
     fit_temperature,
     least_like_training,
     shrec_halves,
 )
+from tests.trust_testing import synthetic_fit_data
 
 
 def test_temperature_recovers_the_scale_of_overconfident_logits() -> None:
@@ -74,44 +74,7 @@ def fitted() -> tuple[SphericalCNN, dict[str, object], FitData]:
     """Synthetic features: three classes around their own centres; strangers in between."""
     torch.manual_seed(0)
     network = SphericalCNN(preset_config("small", n_classes=3)).eval()
-    d = network.config.descriptor_size
-    generator = torch.Generator().manual_seed(1)
-    centres = 3.0 * torch.rand(3, d, generator=generator, dtype=torch.float64)
-    with torch.no_grad():  # a classifier that knows the centres
-        network.classifier.weight.copy_(centres.float())
-        network.classifier.bias.copy_(-0.5 * (centres**2).sum(1).float())
-
-    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        labels = torch.randint(0, 3, (n,), generator=generator)
-        noise = 0.3 * torch.randn(n, d, generator=generator, dtype=torch.float64)
-        return centres[labels] + noise, labels
-
-    train, train_labels = draw(600)
-    val, val_labels = draw(400)
-    strangers = centres.mean(0) + 0.3 * torch.randn(200, d, generator=generator).double()
-    blocks = network.summary_names()
-
-    def shapes(features: torch.Tensor) -> Invariants:
-        """Block summaries that carry the features (the first 4 numbers) and noise."""
-        summaries = [
-            torch.cat([features[:, :4], torch.rand(len(features), 4, generator=generator)], 1)
-            for _ in blocks
-        ]
-        return Invariants(features, [s.double() for s in summaries])
-
-    data = FitData(
-        train=shapes(train),
-        bank=shapes(train[:200]),
-        train_labels=train_labels,
-        val=shapes(val),
-        val_labels=val_labels,
-        val_first=np.ones(400, dtype=bool),
-        ood=shapes(strangers),
-        ood_labels=np.arange(200) % 2,
-        class_names=["a", "b", "c"],
-        choosing=["x"],
-        reporting=["y"],
-    )
+    data = synthetic_fit_data(network, ["a", "b", "c"], n_train=600, n_val=400, n_strangers=200)
     post_hoc = fit(network, data, keep=0.9)
     return network, post_hoc, data
 
