@@ -108,6 +108,19 @@ def build_ensemble(state: Mapping[str, Any]) -> Ensemble:
     return ensemble.eval()
 
 
+# What a member's checkpoint says about its maps and classes: every member's must be the same,
+# and the ensemble's checkpoint carries it once.
+SHARED_ENTRIES = ("class_names", "grid", "feature_names", "features_version")
+MEMBER_PREFIX = "members.{}."  # an ensemble's state dict: member i's weights under this prefix
+
+
+def member_weights(state: Mapping[str, Any], index: int = 0) -> dict[str, Any]:
+    """The weights of member ``index`` of an ensemble checkpoint dict (0: the best on
+    validation), as that member's own checkpoint holds them."""
+    prefix = MEMBER_PREFIX.format(index)
+    return {k[len(prefix) :]: v for k, v in state["weights"].items() if k.startswith(prefix)}
+
+
 def ensemble_state(states: Sequence[Mapping[str, Any]], sources: Sequence[Path]) -> dict[str, Any]:
     """Checkpoints of one recipe (``selection`` of each: its chosen epoch) -> one ensemble
     checkpoint dict, the member best on validation first (accuracy, then loss)."""
@@ -128,7 +141,7 @@ def ensemble_state(states: Sequence[Mapping[str, Any]], sources: Sequence[Path])
             raise ValueError(
                 f"{source} was trained on other data than {sources[0]} ({', '.join(differing)})"
             )
-        for key in ("class_names", "grid", "feature_names", "features_version"):
+        for key in SHARED_ENTRIES:
             if state[key] != states[0][key]:
                 raise ValueError(f"{source} differs from {sources[0]} in {key}")
 
@@ -137,20 +150,15 @@ def ensemble_state(states: Sequence[Mapping[str, Any]], sources: Sequence[Path])
         return (-selection["val_acc"], selection["val_loss"])
 
     order = sorted(range(len(states)), key=validation)
-    members = []
-    for i in order:
-        network = SphericalCNN(ModelConfig.from_dict(states[i]["model_config"]))
-        network.load_state_dict(states[i]["weights"])
-        members.append(network)
-    ensemble = Ensemble(members)
     best = states[order[0]]
     return {
-        "weights": {k: v.detach().cpu().clone() for k, v in ensemble.state_dict().items()},
+        "weights": {
+            MEMBER_PREFIX.format(j) + k: v.detach().cpu().clone()
+            for j, i in enumerate(order)
+            for k, v in states[i]["weights"].items()
+        },
         "model_config": best["model_config"],
-        "class_names": best["class_names"],
-        "grid": best["grid"],
-        "feature_names": best["feature_names"],
-        "features_version": best["features_version"],
+        **{key: best[key] for key in SHARED_ENTRIES},
         "train_config": best["train_config"],
         "recipe": best.get("recipe"),
         "ensemble": {

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from model.ensemble import is_ensemble
+from model.ensemble import is_ensemble, member_weights
 from model.net import ModelConfig, SphericalCNN
 
 # The class-specific layers: the classifier, and the branch heads of an auxiliary loss.
@@ -59,10 +59,7 @@ def finetune_config(source: dict[str, Any], n_classes: int, dropout: float) -> M
 def network_weights(source: dict[str, Any]) -> dict[str, Any]:
     """The weights of the source's network: its own, or an ensemble's first member's (the
     member best on validation, ``model.ensemble``; the shipped checkpoint is an ensemble)."""
-    if not is_ensemble(source):
-        return source["weights"]
-    prefix = "members.0."
-    return {k[len(prefix) :]: v for k, v in source["weights"].items() if k.startswith(prefix)}
+    return member_weights(source) if is_ensemble(source) else source["weights"]
 
 
 def load_pretrained(model: SphericalCNN, source: dict[str, Any]) -> int:

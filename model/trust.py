@@ -769,16 +769,10 @@ def ensemble_of(checkpoints: Sequence[Path]) -> dict[str, Any]:
 
 
 def run_fit(
-    checkpoint: Path | dict[str, Any], out: Path, keep: float, progress: bool
+    state: dict[str, Any], source: str, out: Path, keep: float, progress: bool
 ) -> dict[str, Any]:
-    """Fit on ``checkpoint`` (a file, or a checkpoint dict such as ``ensemble_of``'s)."""
-    if isinstance(checkpoint, dict):
-        members = [m["source"] for m in checkpoint["ensemble"]["members"]]
-        print(f"fitting on the ensemble of {', '.join(members)}")
-        state = checkpoint
-    else:
-        print(f"fitting on {checkpoint}")
-        state = read_checkpoint(checkpoint)
+    """Fit on a checkpoint dict (``source`` says which, for the log) and write it to ``out``."""
+    print(f"fitting on {source}")
     network = build_model(state)
     data = load_fit_data(network, state, progress)
     post_hoc = fit(network, data, keep)
@@ -997,10 +991,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     if args.command == "fit":
         if args.ensemble:
-            chosen: Path | dict[str, Any] = ensemble_of(args.checkpoints)
+            state = ensemble_of(args.checkpoints)
+            members = [m["source"] for m in state["ensemble"]["members"]]
+            source = f"the ensemble of {', '.join(members)}"
         else:
-            chosen = best_on_validation(args.checkpoints)
-        run_fit(chosen, args.out, args.keep, args.progress)
+            path = best_on_validation(args.checkpoints)
+            state, source = read_checkpoint(path), str(path)
+        run_fit(state, source, args.out, args.keep, args.progress)
     else:
         _print_report(report(args.model, args.gallery, args.out, args.progress))
     return 0
