@@ -1,8 +1,8 @@
 """Answers to trust, fitted post hoc on the validation split: ``python -m model.trust fit|report``.
 
-``fit CHECKPOINT... --out FILE`` (torch) takes the checkpoint best on validation (with
-``--ensemble``: all of them as one network, ``model.ensemble``) and fits, on the run's own
-validation split
+``fit CHECKPOINT... --out FILE`` (torch) takes the checkpoint best on validation (one
+checkpoint: that one, an ensemble's too; with ``--ensemble``: all of them as one network,
+``model.ensemble``) and fits, on the run's own validation split
 (``model.data.split_validation`` with the run's ``val_fraction``/``val_seed``), and writes the
 checkpoint again with a ``post_hoc`` entry that ``export.onnx`` bakes into the graph:
 
@@ -995,7 +995,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             members = [m["source"] for m in state["ensemble"]["members"]]
             source = f"the ensemble of {', '.join(members)}"
         else:
-            path = best_on_validation(args.checkpoints)
+            # One checkpoint is fitted as it is (an ensemble's too: a re-fit of the shipped one).
+            one = len(args.checkpoints) == 1
+            path = args.checkpoints[0] if one else best_on_validation(args.checkpoints)
             state, source = read_checkpoint(path), str(path)
         run_fit(state, source, args.out, args.keep, args.progress)
     else:
