@@ -99,9 +99,11 @@ trap 'exit 130' INT TERM
 # ----------------------------------------------------------------------------- tools
 say "tools"
 # podman with runc (crun refuses this sandbox's cgroups) and netavark + aardvark-dns (the
-# network on which compose's services find each other by name).
+# network on which compose's services find each other by name); netavark sets up the bridge
+# and the published ports with iptables, which Debian's podman only suggests (a machine
+# without it answers `docker-compose up` with "netavark: No such file or directory").
 missing=()
-for tool in podman runc netavark debootstrap curl; do
+for tool in podman runc netavark debootstrap curl iptables; do
   command -v "$tool" >/dev/null || [ -x "/usr/lib/podman/$tool" ] || missing+=("$tool")
 done
 [ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
