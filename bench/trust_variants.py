@@ -105,26 +105,23 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> floa
     return float(values[order][np.searchsorted(np.cumsum(weights[order]), q)])
 
 
+def class_balanced_nll(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The mean NLL of each class's shapes, averaged over the classes."""
+    weights = torch.as_tensor(balanced_weights(labels.numpy()))
+    return float((weights * F.cross_entropy(logits, labels, reduction="none")).sum())
+
+
 def balanced_temperature(logits: torch.Tensor, labels: np.ndarray) -> float:
     """argmin_T of the class-balanced NLL on a fine log grid."""
-    weights = torch.as_tensor(balanced_weights(labels))
     target = torch.as_tensor(labels)
     grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 2001))
-    losses = [
-        float((weights * F.cross_entropy(logits / t, target, reduction="none")).sum()) for t in grid
-    ]
+    losses = [class_balanced_nll(logits / t, target) for t in grid]
     return float(grid[int(np.argmin(losses))])
 
 
 # Strengths of the prior correction tried (0: the training split's class mix; 1: every class
 # equally likely).
 PRIOR_TAUS = tuple(np.round(np.linspace(0.0, 1.0, 101), 2))
-
-
-def class_balanced_nll(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """The mean NLL of each class's shapes, averaged over the classes."""
-    weights = torch.as_tensor(balanced_weights(labels.numpy()))
-    return float((weights * F.cross_entropy(logits, labels, reduction="none")).sum())
 
 
 def prior_corrected(
@@ -143,9 +140,9 @@ def prior_corrected(
     log_prior = torch.log(counts / counts.sum())
 
     def fitted(tau: float) -> tuple[float, float]:
-        temperature = fit_temperature((logits["val"] - tau * log_prior)[far], target[far])
-        adjusted = (logits["val"] - tau * log_prior) / temperature
-        return temperature, class_balanced_nll(adjusted, target)
+        adjusted = logits["val"] - tau * log_prior
+        temperature = fit_temperature(adjusted[far], target[far])
+        return temperature, class_balanced_nll(adjusted / temperature, target)
 
     fits = {tau: fitted(tau) for tau in PRIOR_TAUS}
     chosen = min(fits, key=lambda tau: fits[tau][1])

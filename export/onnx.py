@@ -316,7 +316,7 @@ def build_metadata(
         raise ValueError(
             f"the network takes {input_shape(network)}, the contract says {contract.input_shape}"
         )
-    members = (state.get("ensemble") or {}).get("members")
+    members = state["ensemble"]["members"] if is_ensemble(state) else None  # type: ignore[index]
     assert members is None or isinstance(members, list)
     values: dict[str, object] = {
         # An ensemble's: each member's architecture (``ensemble`` lists the members).

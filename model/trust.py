@@ -748,12 +748,16 @@ def _print_retrieval_rows(section: dict[str, Any], name_format: str) -> None:
         )
 
 
+def _say_selection(path: Path, selection: dict[str, Any]) -> None:
+    print(f"{path}: validation {selection['val_acc']:.4f} (epoch {selection['epoch']})")
+
+
 def best_on_validation(checkpoints: Sequence[Path]) -> Path:
     """The checkpoint whose chosen epoch scored best on validation (accuracy, then loss)."""
 
     def key(path: Path) -> tuple[float, float]:
         selection = read_checkpoint(path)["selection"]
-        print(f"{path}: validation {selection['val_acc']:.4f} (epoch {selection['epoch']})")
+        _say_selection(path, selection)
         return (selection["val_acc"], -selection["val_loss"])
 
     return max(checkpoints, key=key)
@@ -763,8 +767,7 @@ def ensemble_of(checkpoints: Sequence[Path]) -> dict[str, Any]:
     """The checkpoints as one ensemble checkpoint dict (``model.ensemble``)."""
     states = [read_checkpoint(path) for path in checkpoints]
     for path, state in zip(checkpoints, states, strict=True):
-        selection = state["selection"]
-        print(f"{path}: validation {selection['val_acc']:.4f} (epoch {selection['epoch']})")
+        _say_selection(path, state["selection"])
     return ensemble_state(states, checkpoints)
 
 
