@@ -15,6 +15,8 @@ so such a token is written ``-0.0`` first.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import simdjson
 
@@ -60,9 +62,14 @@ def parse_numbers(text: bytes) -> np.ndarray | None:
 
 def _json_numbers(commas: bytes) -> np.ndarray | None:
     """Comma-separated numbers (no empty field) read by simdjson, or ``None``."""
+    return _json_array(b"[" + commas + b"]")
+
+
+def _json_array(document: bytes | memoryview) -> np.ndarray | None:
+    """A JSON array of numbers read by simdjson, or ``None``."""
     try:
-        document = simdjson.Parser().parse(b"[" + commas + b"]")
-        return np.frombuffer(document.as_buffer(of_type="d"), dtype=np.float64)
+        parsed = simdjson.Parser().parse(document)
+        return np.frombuffer(parsed.as_buffer(of_type="d"), dtype=np.float64)
     except (ValueError, RuntimeError):  # no JSON number, or one past 64 bits (simdjson says)
         return None
 
@@ -87,3 +94,65 @@ def counted_triangles(values: np.ndarray, file_kind: str) -> np.ndarray | None:
     if not (faces == rows[:, 1:]).all():
         raise MeshError(f"cannot read the {file_kind} file: a face index is not a whole number")
     return faces
+
+
+def _rows_as_json() -> bytes:
+    """For :func:`parse_lettered_rows`: a space or LF -> ",", CR -> JSON whitespace, a
+    number's bytes kept, any other byte (tab, a letter) -> "x", which JSON refuses."""
+    table = bytearray(b"x" * 256)
+    for byte in _NUMBER_BYTES:
+        table[byte] = byte
+    table[ord(" ")] = table[ord("\n")] = ord(",")
+    table[ord("\r")] = ord(" ")
+    return bytes(table)
+
+
+_ROWS_AS_JSON = _rows_as_json()
+_SPACE, _NEWLINE = ord(" "), ord("\n")
+_NEGATIVE_ZERO_TOKEN = re.compile(rb"(?:^|[, \[])-0(?=[, \]])")
+
+
+def parse_lettered_rows(block: bytes, letter: bytes, width: int = 3) -> np.ndarray | None:
+    """Lines ``<letter> a b c`` (``width`` numbers, one space before each, LF or CRLF ends,
+    the last line ended too) as a (lines, width) float64 array, numpy's values bit for bit
+    as :func:`parse_numbers`; ``None`` for any other layout or token.
+
+    An OBJ's ``v`` and ``f`` blocks without rewriting the text: one ``translate`` makes
+    every space and line end a comma, the positions of the spaces and line ends (numpy)
+    prove the layout, the letters and the space after each become JSON whitespace, and
+    simdjson reads the numbers in place.
+    """
+    if len(letter) != 1 or not block.endswith(b"\n"):
+        return None
+    chars = np.frombuffer(block, dtype=np.uint8)
+    line_ends = np.flatnonzero(chars == _NEWLINE)
+    spaces = np.flatnonzero(chars == _SPACE)
+    lines = len(line_ends)
+    if len(spaces) != width * lines:
+        return None
+    starts = np.empty(lines, dtype=np.intp)
+    starts[0], starts[1:] = 0, line_ends[:-1] + 1
+    per_line = spaces.reshape(lines, width)
+    # Each line's first space right after its letter, its last one before its end: with
+    # ``width`` spaces per line in all, every line holds exactly ``width``.
+    if not (
+        (per_line[:, 0] == starts + 1).all()
+        and (per_line[:, -1] < line_ends).all()
+        and (chars[starts] == letter[0]).all()
+    ):
+        return None
+    text = bytearray(block.translate(_ROWS_AS_JSON))
+    writable = np.frombuffer(text, dtype=np.uint8)
+    writable[starts] = _SPACE  # the letter
+    writable[starts + 1] = _SPACE  # the space after it: no field before the first number
+    writable[0], writable[-1] = ord("["), ord("]")
+    values = _json_array(memoryview(text))
+    if values is None or values.size != width * lines:
+        return None
+    if (values == 0).any() and _NEGATIVE_ZERO_TOKEN.search(text) is not None:
+        # JSON reads the token -0 as the integer 0; numpy as -0.0.
+        signs = parse_numbers(bytes(text[1:-1]).replace(b",", b" "))
+        if signs is None:
+            return None
+        values = signs
+    return values.reshape(lines, width)

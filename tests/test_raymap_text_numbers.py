@@ -207,3 +207,54 @@ def test_off_outcomes_are_those_of_numpys_readers(
     with_parser = outcome(data)
     monkeypatch.setattr("raymap.mesh.parse_numbers", lambda text: None)
     assert with_parser == outcome(data)
+
+
+def _rows(numbers: list[str], letter: str = "v", end: str = "\n") -> bytes:
+    lines = [f"{letter} {' '.join(numbers[i : i + 3])}{end}" for i in range(0, len(numbers), 3)]
+    return "".join(lines).encode()
+
+
+@pytest.mark.parametrize("text", TRICKY)
+@pytest.mark.parametrize("end", ["\n", "\r\n"])
+def test_lettered_rows_read_as_numpy_reads_them(text: str, end: str) -> None:
+    """An OBJ block read in place: numpy's values bit for bit, -0 included."""
+    tokens = text.split()
+    tokens = tokens[: len(tokens) // 3 * 3] or ["0", "0", "0"]
+    data = _rows(tokens, end=end)
+    rows = text_numbers.parse_lettered_rows(data, b"v")
+    assert rows is not None and rows.shape == (len(tokens) // 3, 3)
+    assert_same_bits(rows.ravel(), numpy_reads(" ".join(tokens).encode()))
+
+
+# Blocks that are not "<letter> a b c" lines: the row parser declines (the OBJ readers after
+# it decide). The first was read before as vertices (0, 0, 0), (1, 1, 0): a coordinate moved.
+NOT_ROWS = [
+    b"v 0 0 0 1\nv 1 0\n",  # four numbers, then two
+    b"v 1 2 3\nv 4 5 6",  # the last line not ended
+    b"v 1v 2 3\nv 4 5 6\n",  # a letter inside a line
+    b"v 1 2 3\nf 4 5 6\n",  # another line type
+    b"vn 1 2 3\n",
+    b"v  1 2 3\n",  # two spaces
+    b"v 1 2  3\n",
+    b"v 1 2 3 \n",  # a trailing space
+    b"v 1\t2 3\n",  # a tab
+    b"v 1 2 3\n\n",  # a blank line
+    b" v 1 2 3\n",
+    b"v 1 2 nan\n",
+    b"v 1 2 +3\n",  # a token numpy reads its own way
+    b"v 1 2 3\rv 4 5 6\n",
+]
+
+
+@pytest.mark.parametrize("data", NOT_ROWS)
+def test_lettered_rows_decline_any_other_layout(data: bytes) -> None:
+    assert text_numbers.parse_lettered_rows(data, b"v") is None
+
+
+def test_an_obj_vertex_line_of_four_numbers_then_two_is_not_shifted() -> None:
+    """Regression: the plain OBJ reader counted spaces per block, not per line, and read
+    ``v 0 0 0 1`` / ``v 1 0`` as (0, 0, 0), (1, 1, 0). It is refused now, as trimesh's reader
+    reads two coordinates."""
+    data = b"v 0 0 0 1\nv 1 0\nv 0 1 0\nv 0 0 1\nf 1 3 4\nf 2 3 4\n"
+    with pytest.raises(raymap.MeshError, match="coordinates"):
+        raymap.load_mesh(data, "obj")
