@@ -15,7 +15,7 @@ so such a token is written ``-0.0`` first.
 
 from __future__ import annotations
 
-import re
+import itertools
 
 import numpy as np
 import simdjson
@@ -109,7 +109,6 @@ def _rows_as_json() -> bytes:
 
 _ROWS_AS_JSON = _rows_as_json()
 _SPACE, _NEWLINE = ord(" "), ord("\n")
-_NEGATIVE_ZERO_TOKEN = re.compile(rb"(?:^|[, \[])-0(?=[, \]])")
 
 
 def parse_lettered_rows(block: bytes, letter: bytes, width: int = 3) -> np.ndarray | None:
@@ -145,14 +144,24 @@ def parse_lettered_rows(block: bytes, letter: bytes, width: int = 3) -> np.ndarr
     writable = np.frombuffer(text, dtype=np.uint8)
     writable[starts] = _SPACE  # the letter
     writable[starts + 1] = _SPACE  # the space after it: no field before the first number
+    # A JSON array per megabyte or so (simdjson holds the GIL while it parses): a piece ends
+    # at a line's end, "]", and the next begins at the next line's letter, "[".
+    cut_lines = np.unique(
+        np.searchsorted(line_ends, np.arange(_PIECE_BYTES, len(block), _PIECE_BYTES))
+    )
+    cuts = line_ends[cut_lines[cut_lines < lines - 1]]
     writable[0], writable[-1] = ord("["), ord("]")
-    values = _json_array(memoryview(text))
-    if values is None or values.size != width * lines:
+    writable[cuts], writable[cuts + 1] = ord("]"), ord("[")
+    bounds = [0, *(cuts + 1).tolist(), len(text)]
+    pieces = [_json_array(memoryview(text)[a:b]) for a, b in itertools.pairwise(bounds)]
+    if any(piece is None for piece in pieces):
         return None
-    if (values == 0).any() and _NEGATIVE_ZERO_TOKEN.search(text) is not None:
-        # JSON reads the token -0 as the integer 0; numpy as -0.0.
-        signs = parse_numbers(bytes(text[1:-1]).replace(b",", b" "))
-        if signs is None:
-            return None
-        values = signs
+    values = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+    if values.size != width * lines:
+        return None
+    zeros = np.flatnonzero(values == 0)
+    if zeros.size:  # JSON reads the token -0 as the integer 0, numpy as -0.0
+        negative = chars[spaces[zeros] + 1] == ord("-")  # each number follows its space
+        values = values if values.flags.writeable else values.copy()
+        values[zeros[negative]] = -0.0
     return values.reshape(lines, width)
