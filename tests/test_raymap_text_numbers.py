@@ -276,3 +276,25 @@ def test_lettered_rows_in_pieces_read_the_same(
     assert rows is not None
     assert_same_bits(rows.ravel(), numpy_reads(" ".join(tokens).encode()))
     assert text_numbers.parse_lettered_rows(data + b"v 1 2 1.2.3" + end.encode(), b"v") is None
+
+
+def test_hypothesis_lettered_rows_in_every_notation() -> None:
+    hypothesis = pytest.importorskip("hypothesis")
+    strategies = pytest.importorskip("hypothesis.strategies")
+
+    @hypothesis.settings(max_examples=200, deadline=None)
+    @hypothesis.given(
+        strategies.lists(
+            strategies.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=30
+        ),
+        strategies.integers(0, 20),
+        strategies.sampled_from(["\n", "\r\n"]),
+    )
+    def check(values: list[float], digits: int, end: str) -> None:
+        tokens = [t for v in values for t in (f"{v:.{digits}f}", f"{v!r}", f"{v:.{digits}e}")]
+        data = _rows(tokens, end=end)
+        rows = text_numbers.parse_lettered_rows(data, b"v")
+        if rows is not None:  # None (numpy decides): whole numbers past 64 bits, and the like
+            assert_same_bits(rows.ravel(), numpy_reads(" ".join(tokens).encode()))
+
+    check()
