@@ -11,6 +11,10 @@ How: the whitespace becomes commas (runs squeezed to one), the text a JSON array
 simdjson (``pysimdjson``: SIMD parsing, correctly rounded numbers) reads it into a float64
 buffer, with no Python object per number. JSON reads ``-0`` as the integer 0 (numpy: -0.0),
 so such a token is written ``-0.0`` first.
+
+``parse_lettered_rows(block, letter)`` reads lines of a letter and three numbers (an OBJ's
+``v`` and ``f`` blocks) the same way without rewriting the text: their layout is proven from
+where the spaces and line ends are, and the letters become JSON whitespace in place.
 """
 
 from __future__ import annotations
