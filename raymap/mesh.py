@@ -52,7 +52,7 @@ _COUNT = re.compile(rb"[0-9]+")
 _OBJ_OTHER_LINE = re.compile(rb"^(?![vf][ \t]|#|[ \t\r]*$)", re.MULTILINE)
 _OBJ_FACE_LINE = re.compile(rb"^f[ \t]", re.MULTILINE)
 _OBJ_VERTEX_LINE = re.compile(rb"^v[ \t]", re.MULTILINE)
-_OBJ_SLASHED = re.compile(rb"/[^ \t\r\n]*")
+_OBJ_SLASHED = re.compile(rb"(?<=[0-9])/[^ \t\r\n]*")  # a/t/n -> a, after a digit only
 _OBJ_LEADING_COMMENTS = re.compile(
     rb"(?:#[^\n]*\n)+"
 )  # not int(): it also takes "4_0", "+4" and "٤"

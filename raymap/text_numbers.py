@@ -127,6 +127,8 @@ def parse_lettered_rows(block: bytes, letter: bytes, width: int = 3) -> np.ndarr
     """
     if len(letter) != 1 or not block.endswith(b"\n"):
         return None
+    if b"\r" in block and block.count(b"\r") != block.count(b"\r\n"):
+        return None  # a CR inside a line: readers that split lines at CRs read it otherwise
     chars = np.frombuffer(block, dtype=np.uint8)
     line_ends = np.flatnonzero(chars == _NEWLINE)
     spaces = np.flatnonzero(chars == _SPACE)

@@ -243,6 +243,8 @@ NOT_ROWS = [
     b"v 1 2 nan\n",
     b"v 1 2 +3\n",  # a token numpy reads its own way
     b"v 1 2 3\rv 4 5 6\n",
+    b"v \r1 2 3\n",  # a CR inside a line
+    b"v 1 2\r 3\r\n",
 ]
 
 
