@@ -71,7 +71,7 @@ def _by_table(
     them apart). ``table_bits``: the table's size (default: 2N buckets or more, at most
     ``2 ** _MAX_TABLE_BITS``)."""
     n = len(hashes)
-    index_bits = max(1, (n - 1).bit_length())  # as _packed_runs packs them
+    index_bits = _index_bits(n)  # as _packed_runs packs them
     table_bits = table_bits or min(_MAX_TABLE_BITS, max(1, (2 * n - 1).bit_length()))
     bucket = (hashes >> np.uint64(64 - table_bits)).astype(np.intp)
     table = np.full(1 << table_bits, n, dtype=np.int32 if n < 2**31 else np.int64)
@@ -87,13 +87,9 @@ def _by_table(
         np.minimum.at(least, group, rows)
         first_seen[rows] = least[group]
     firsts = np.flatnonzero(first_seen == np.arange(n))  # one per position, in index order
-    low = np.uint64((1 << index_bits) - 1)
-    keys = (hashes[firsts] & ~low) | firsts.astype(np.uint64)
-    keys.sort()
-    high = keys >> np.uint64(index_bits)
+    first, high = _sorted_packed(hashes[firsts], firsts, index_bits)
     if bool((high[1:] == high[:-1]).any()):
         return None
-    first = (keys & low).astype(np.int64)
     rank = np.empty(n, dtype=np.int64)
     rank[first] = np.arange(len(first))
     return first, rank[first_seen]
@@ -121,15 +117,27 @@ def _same_as_first(bits: np.ndarray, representative: np.ndarray) -> bool:
     return bool(_same_rows(bits, representative).all())
 
 
+def _index_bits(n: int) -> int:
+    """The low bits that hold a point's index among ``n`` in a packed key."""
+    return max(1, (n - 1).bit_length())
+
+
+def _sorted_packed(
+    hashes: np.ndarray, indices: np.ndarray, index_bits: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keys of the hashes' high bits with each point's index in the low ``index_bits``, sorted
+    (one ``np.sort`` of integers): the indices (int64) and the high bits in that order."""
+    low = np.uint64((1 << index_bits) - 1)
+    packed = (hashes & ~low) | indices.astype(np.uint64, copy=False)
+    packed.sort()
+    return (packed & low).astype(np.int64), packed >> np.uint64(index_bits)
+
+
 def _packed_runs(hashes: np.ndarray) -> Groups:
     """:func:`_equal_runs` of ``hashes`` by their high bits, from one ``np.sort`` of the high
     bits with each point's index in the low bits (within a run, points keep their order)."""
-    index_bits = max(1, (len(hashes) - 1).bit_length())
-    low = np.uint64((1 << index_bits) - 1)
-    packed = (hashes & ~low) | np.arange(len(hashes), dtype=np.uint64)
-    packed.sort()
-    order = (packed & low).astype(np.int64)
-    high = packed >> np.uint64(index_bits)
+    n = len(hashes)
+    order, high = _sorted_packed(hashes, np.arange(n, dtype=np.uint64), _index_bits(n))
     starts = np.empty(len(order), dtype=bool)
     starts[0] = True
     np.not_equal(high[1:], high[:-1], out=starts[1:])
