@@ -390,8 +390,9 @@ def main() -> int:
         f"{val_right[far].mean():.4f}, the other half {val_right[~far].mean():.4f}"
     )
     far_logits, y_far = logits["val"][far], y_val[far]
+    shipped_t = fit_temperature(far_logits, val.labels[far])
     for name, temperature in (
-        ("validation far half (shipped)", fit_temperature(logits["val"][far], val.labels[far])),
+        ("validation far half (shipped)", shipped_t),
         ("all of validation", fit_temperature(logits["val"], val.labels)),
         ("class-balanced validation", balanced_temperature(logits["val"], y_val)),
         ("far half, confidence = accuracy", confidence_matching_temperature(far_logits, y_far)),
@@ -410,7 +411,6 @@ def main() -> int:
     )
 
     prior_corrected(logits, y_val, far, train.labels, y_test)
-    shipped_t = fit_temperature(logits["val"][far], val.labels[far])
     ece_at_this_size(torch.softmax(logits["test"] / shipped_t, 1).numpy(), y_test)
 
     novelty = scores["bank"]  # the shipped score
@@ -438,10 +438,9 @@ def main() -> int:
     n = len(copies) // args.copies
     grouped = per_copy[order].reshape(n, args.copies, -1)
     labels = copies.labels.numpy()[order].reshape(n, args.copies)[:, 0]
-    temperature = fit_temperature(logits["val"][far], val.labels[far])
     for k in range(1, args.copies + 1):
         mean_logits = torch.as_tensor(grouped[:, :k].mean(axis=1))
-        p = torch.softmax(mean_logits / temperature, 1).numpy()
+        p = torch.softmax(mean_logits / shipped_t, 1).numpy()
         ece = expected_calibration_error(p, labels, BINS)
         print(
             f"logits averaged over {k} rotated copies: test accuracy "
