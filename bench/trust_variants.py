@@ -5,12 +5,12 @@
 Prints, for the checkpoint's network (features computed once per set):
 
 * the temperature fitted on the half of validation least like the training part (its nearest
-  training descriptor farther than the median) as ``model.trust`` does, on all of validation,
-  and on validation with every class weighted equally (the training split is dominated by
-  chairs, sofas and beds; the test split is near balanced), and on the far half by two other
-  criteria (the mean top probability equal to the accuracy; the least ECE): the temperature
-  and the test ECE of each, and the lowest test ECE any one temperature reaches (a bound,
-  chosen on test);
+  training descriptor farther than the median) as ``model.trust`` does (the mean top
+  probability equal to the accuracy), on the same half by two other criteria (the least NLL,
+  version 5's rule; the least ECE), by NLL on all of validation and on validation with every
+  class weighted equally (the training split is dominated by chairs, sofas and beds; the test
+  split is near balanced): the temperature and the test ECE of each, and the lowest test ECE
+  any one temperature reaches (a bound, chosen on test);
 * the novelty threshold at the 95th percentile of validation novelty, plain and class-balanced:
   the share of test shapes ``known`` and of SHREC'11 shapes (choosing and reporting halves)
   flagged;
@@ -21,8 +21,9 @@ Prints, for the checkpoint's network (features computed once per set):
 * the temperature fitted on the validation meshes stretched as the training copies are
   (``train_stretch``: harder shapes than the plain validation maps);
 * the logits corrected for the training split's class shares (``logits - tau log prior``:
-  ``tau = 1`` assumes every class equally likely), the temperature fitted as the shipped one,
-  for fixed ``tau`` and for the ``tau`` of least class-balanced validation NLL;
+  ``tau = 1`` assumes every class equally likely), the temperature fitted by NLL on the far
+  half (version 5's rule), for fixed ``tau`` and for the ``tau`` of least class-balanced
+  validation NLL; and for ``tau = 1`` the temperature fitted as the shipped one;
 * what ECE means at this size: the ECE of labels drawn from the shipped temperature's
   probabilities themselves (a perfectly calibrated model by construction) on as many shapes
   as the test split, and the bootstrap spread of the test ECE;
@@ -54,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.optimize import brentq, minimize
+from scipy.optimize import minimize
 from torch.nn import functional as F
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,6 +78,7 @@ from model.trust import (  # noqa: E402
     TrustedModel,
     best_match,
     concatenated,
+    confidence_matching_temperature,
     features_of,
     first_copies,
     first_copy_mask,
@@ -121,18 +123,6 @@ def balanced_temperature(logits: torch.Tensor, labels: np.ndarray) -> float:
     return float(grid[int(np.argmin(losses))])
 
 
-def confidence_matching_temperature(logits: torch.Tensor, labels: np.ndarray) -> float:
-    """The T at which the mean top probability equals the accuracy (calibrated on average;
-    the mean top probability falls as T grows)."""
-    accuracy = float(np.mean(logits.argmax(1).numpy() == labels))
-
-    def excess(log_t: float) -> float:
-        top = torch.softmax(logits / math.exp(log_t), 1).amax(1)
-        return float(top.mean()) - accuracy
-
-    return math.exp(brentq(excess, math.log(0.05), math.log(20.0)))
-
-
 def least_ece_temperature(logits: torch.Tensor, labels: np.ndarray) -> float:
     """argmin_T of the ECE (``BINS`` bins) on a log grid."""
     grid = np.exp(np.linspace(np.log(0.3), np.log(2.0), 400))
@@ -155,9 +145,11 @@ def prior_corrected(
     y_test: np.ndarray,
 ) -> None:
     """Test accuracy and ECE of ``logits - tau log prior`` (``prior``: the training split's
-    class shares), each ``tau``'s temperature fitted as the shipped one is (on the far half of
-    validation), for fixed ``tau`` and for the ``tau`` whose probabilities have the least
-    class-balanced NLL on all of validation (the loss under equally likely classes)."""
+    class shares), each ``tau``'s temperature fitted by NLL on the far half of validation
+    (version 5's rule), for fixed ``tau`` and for the ``tau`` whose probabilities have the
+    least class-balanced NLL on all of validation (the loss under equally likely classes); and
+    ``tau = 1`` with the temperature fitted as the shipped one (mean top probability =
+    accuracy on the far half)."""
     target = torch.as_tensor(y_val)
     counts = torch.bincount(train_labels, minlength=logits["val"].shape[1]).double()
     log_prior = torch.log(counts / counts.sum())
@@ -170,7 +162,7 @@ def prior_corrected(
     fits = {tau: fitted(tau) for tau in PRIOR_TAUS}
     chosen = min(fits, key=lambda tau: fits[tau][1])
     for name, tau in (
-        ("tau 0 (shipped)", 0.0),
+        ("tau 0 (version 5)", 0.0),
         ("tau 0.5", 0.5),
         ("tau 1 (uniform prior)", 1.0),
         ("tau by balanced val NLL", chosen),
@@ -182,6 +174,16 @@ def prior_corrected(
             f"val NLL {nll:.4f}): test accuracy {np.mean(p.argmax(1) == y_test):.4f}, ECE "
             f"{expected_calibration_error(p, y_test, BINS):.4f}"
         )
+    # The uniform prior with the shipped rule's T (the question asked before seeds 12-14 were
+    # trained; README, "Answers to trust").
+    adjusted = logits["val"] - log_prior
+    temperature = confidence_matching_temperature(adjusted[far], target[far])
+    p = torch.softmax((logits["test"] - log_prior) / temperature, 1).numpy()
+    print(
+        f"prior-corrected logits, tau 1, confidence = accuracy  T {temperature:.3f}: test "
+        f"accuracy {np.mean(p.argmax(1) == y_test):.4f}, ECE "
+        f"{expected_calibration_error(p, y_test, BINS):.4f}"
+    )
 
 
 def ece_at_this_size(probabilities: np.ndarray, labels: np.ndarray, draws: int = 400) -> None:
@@ -390,17 +392,17 @@ def main() -> int:
         f"{val_right[far].mean():.4f}, the other half {val_right[~far].mean():.4f}"
     )
     far_logits, y_far = logits["val"][far], y_val[far]
-    shipped_t = fit_temperature(far_logits, val.labels[far])
+    shipped_t = confidence_matching_temperature(far_logits, torch.as_tensor(y_far))
     for name, temperature in (
-        ("validation far half (shipped)", shipped_t),
-        ("all of validation", fit_temperature(logits["val"], val.labels)),
-        ("class-balanced validation", balanced_temperature(logits["val"], y_val)),
-        ("far half, confidence = accuracy", confidence_matching_temperature(far_logits, y_far)),
+        ("far half, confidence = accuracy (shipped)", shipped_t),
+        ("far half, NLL (version 5)", fit_temperature(far_logits, val.labels[far])),
         ("far half, least ECE", least_ece_temperature(far_logits, y_far)),
+        ("all of validation, NLL", fit_temperature(logits["val"], val.labels)),
+        ("class-balanced validation, NLL", balanced_temperature(logits["val"], y_val)),
     ):
         p = torch.softmax(logits["test"] / temperature, 1).numpy()
         ece = expected_calibration_error(p, y_test, BINS)
-        print(f"temperature on {name:33s} T {temperature:.3f}  test ECE {ece:.4f}")
+        print(f"temperature on {name:41s} T {temperature:.3f}  test ECE {ece:.4f}")
     best = least_ece_temperature(logits["test"], y_test)
     lowest = expected_calibration_error(
         torch.softmax(logits["test"] / best, 1).numpy(), y_test, BINS

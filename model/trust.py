@@ -6,10 +6,10 @@ checkpoint: that one, an ensemble's too; with ``--ensemble``: all of them as one
 (``model.data.split_validation`` with the run's ``val_fraction``/``val_seed``), and writes the
 checkpoint again with a ``post_hoc`` entry that ``export.onnx`` bakes into the graph:
 
-* a temperature ``T`` (minimum NLL on the validation half least like the training part:
-  ``least_like_training``; ModelNet's training split holds near copies of many of its shapes,
-  so the other half is right more often than a new shape is): probabilities are
-  ``softmax(logits / T)``;
+* a temperature ``T``, the one at which the mean top probability equals the accuracy on the
+  validation half least like the training part (``least_like_training``; ModelNet's training
+  split holds near copies of many of its shapes, so the other half is right more often than a
+  new shape is): probabilities are ``softmax(logits / T)``;
 * a descriptor transform applied before the L2 normalization, one of ``none``, ``centre``
   (subtract the training mean) or ``whiten`` (then multiply by ``(cov + eps I)^(-1/2)``),
   statistics from the training part of the split; chosen by how far below in-class queries an
@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.optimize import brentq
 from torch import nn
 from torch.nn import functional as F
 
@@ -387,6 +388,19 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return math.exp((lo + hi) / 2)
 
 
+def confidence_matching_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The T at which the mean top probability of ``softmax(logits / T)`` equals the accuracy:
+    calibrated on average (the mean top probability falls as T grows). On five ensembles it
+    left the test split less over-confident than the T of least NLL on the same shapes, which
+    the confidently right shapes pull down (README, "Answers to trust")."""
+    accuracy = float((logits.argmax(1) == labels).double().mean())
+
+    def excess(log_t: float) -> float:
+        return float(torch.softmax(logits / math.exp(log_t), 1).amax(1).mean()) - accuracy
+
+    return math.exp(brentq(excess, math.log(0.05), math.log(20.0)))
+
+
 def least_like_training(
     queries: torch.Tensor, bank: torch.Tensor, share: float = CALIBRATION_SHARE
 ) -> np.ndarray:
@@ -560,13 +574,14 @@ def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, A
     with torch.no_grad():
         val_logits = network.classifier(data.val.features)
     far = least_like_training(data.val.features, data.bank.features)
-    temperature = fit_temperature(val_logits[far], data.val_labels[far])
+    temperature = confidence_matching_temperature(val_logits[far], data.val_labels[far])
     labels = data.val_labels.numpy()
     before = torch.softmax(val_logits, 1).numpy()
     after = torch.softmax(val_logits / temperature, 1).numpy()
     report["temperature"] = {
         "T": temperature,
-        "fitted_on": f"the {CALIBRATION_SHARE:g} of validation least like the training part",
+        "fitted_on": f"the {CALIBRATION_SHARE:g} of validation least like the training part "
+        "(mean top probability = accuracy)",
         "val_ece_before": expected_calibration_error(before[far], labels[far], BINS),
         "val_ece_after": expected_calibration_error(after[far], labels[far], BINS),
         "val_accuracy": float(np.mean(after[far].argmax(1) == labels[far])),

@@ -21,6 +21,7 @@ from model.train import TrainConfig
 from model.trust import (
     FitData,
     TrustedModel,
+    confidence_matching_temperature,
     fit,
     fit_temperature,
     least_like_training,
@@ -35,6 +36,18 @@ def test_temperature_recovers_the_scale_of_overconfident_logits() -> None:
     labels = torch.multinomial(torch.softmax(true_logits, 1), 1, generator=generator)[:, 0]
     assert fit_temperature(3.0 * true_logits, labels) == pytest.approx(3.0, rel=0.08)
     assert fit_temperature(0.5 * true_logits, labels) == pytest.approx(0.5, rel=0.08)
+
+
+def test_confidence_matching_temperature_makes_the_mean_confidence_the_accuracy() -> None:
+    generator = torch.Generator().manual_seed(0)
+    true_logits = 2.0 * torch.randn(4000, 5, generator=generator)
+    labels = torch.multinomial(torch.softmax(true_logits, 1), 1, generator=generator)[:, 0]
+    accuracy = float((true_logits.argmax(1) == labels).double().mean())
+    for scale in (3.0, 0.5):
+        temperature = confidence_matching_temperature(scale * true_logits, labels)
+        assert temperature == pytest.approx(scale, rel=0.08)
+        top = torch.softmax(scale * true_logits / temperature, 1).amax(1).mean()
+        assert float(top) == pytest.approx(accuracy, abs=1e-6)
 
 
 def test_ece_and_auroc_on_known_cases() -> None:
@@ -111,8 +124,10 @@ def test_the_temperature_is_fitted_on_the_validation_half_least_like_training(
     with torch.no_grad():
         logits = copy.deepcopy(network).double().classifier(data.val.features)
     temperature = post_hoc["temperature"]
-    assert temperature == pytest.approx(fit_temperature(logits[far], labels[far]))
-    assert temperature > 1.1 * fit_temperature(logits, labels)
+    assert temperature == pytest.approx(
+        confidence_matching_temperature(logits[far], labels[far]), rel=1e-6
+    )
+    assert temperature > 1.1 * confidence_matching_temperature(logits, labels)
 
 
 def test_fit_chooses_block_summaries_by_retrieval_among_strangers(
