@@ -24,6 +24,10 @@ plain descriptor and the energy score with no threshold.
   its provenance; each value is JSON. See :func:`build_metadata`.
 * The graph is traced at one batch size (``--batch-size``) and checked against PyTorch at
   others (``--check-batches``) on random maps; ``python -m export.parity`` checks real maps.
+* ``--descriptor-space-of OLD.onnx``: a model whose descriptors are an older model's (a new
+  fit that changed only the temperature, say) says so in its contract (``descriptor_space``),
+  after :func:`space_of_same_descriptors` has checked it on random maps; galleries and stores
+  made with the older model then stay valid for it (``ModelContract.space``).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from model.checkpoint import load_model
 from model.ensemble import is_ensemble
 from model.net import SphericalCNN, multiply_adds, parameter_count
 from model.trust import TrustedModel, descriptor_size, trust_metadata, trust_threshold
-from raymap.contract import CORE_OUTPUTS, INPUT_NAME, NOVELTY, ModelContract
+from raymap.contract import CORE_OUTPUTS, DESCRIPTOR, INPUT_NAME, NOVELTY, ModelContract
 
 OPSET = 20
 OUTPUT_NAMES = (*CORE_OUTPUTS, NOVELTY)  # the graph's outputs, named by the contract
@@ -59,6 +63,9 @@ CHECK_BATCHES = (1, 7, 32)
 CHECK_PROBABILITY_ATOL = 1e-4
 CHECK_DESCRIPTOR_ATOL = 1e-4
 CHECK_NOVELTY_RTOL = 1e-4
+# Random maps on which --descriptor-space-of compares the two models' descriptors.
+SPACE_CHECK_MAPS = 16
+SPACE_CHECK_SEED = 1
 
 MODEL_FILE_MODE = 0o644
 # Standard ONNX ops a plain graph of this network may use; anything else fails the export.
@@ -285,9 +292,11 @@ def build_metadata(
     accuracy: str | None = None,
     name: str | None = None,
     version: str = "1",
+    descriptor_space: str | None = None,
 ) -> dict[str, str]:
     """The contract (what the service needs) and the provenance, each JSON-encoded, copied
-    from the checkpoint."""
+    from the checkpoint; ``descriptor_space``: an older model's
+    (:func:`space_of_same_descriptors`)."""
     config = network.config
     train_config = state.get("train_config") or {}
     assert isinstance(train_config, dict)
@@ -311,6 +320,7 @@ def build_metadata(
         grid=str(grid["name"]),
         extra_outputs=((NOVELTY, 1),),
         novelty_threshold=trust_threshold(state.get("post_hoc")),  # type: ignore[arg-type]
+        descriptor_space=descriptor_space,
     )
     if contract.input_shape != input_shape(network):
         raise ValueError(
@@ -394,6 +404,44 @@ def compare_batches(
     }
 
 
+def space_of_same_descriptors(
+    network: SphericalCNN, post_hoc: dict[str, object] | None, older: str | Path
+) -> str:
+    """The descriptor space of the ``older`` exported model, after checking that this
+    network with its fit computes the same descriptors (within ``CHECK_DESCRIPTOR_ATOL`` on
+    random maps, onnxruntime for the older one); ``ValueError`` saying how they differ."""
+    import onnxruntime as ort
+
+    metadata = {
+        p.key: p.value for p in onnx.load(str(older), load_external_data=False).metadata_props
+    }
+    contract = ModelContract.from_metadata(metadata)
+    maps = np.random.default_rng(SPACE_CHECK_SEED).standard_normal(
+        (SPACE_CHECK_MAPS, *input_shape(network)), dtype=np.float32
+    )
+    if contract.input_shape != maps.shape[1:]:
+        raise ValueError(
+            f"{older} takes maps of shape {contract.input_shape}, this network "
+            f"{maps.shape[1:]}: not the same descriptors"
+        )
+    session = ort.InferenceSession(str(older), providers=["CPUExecutionProvider"])
+    (theirs,) = session.run([DESCRIPTOR], {contract.input_name: maps})
+    with torch.no_grad():
+        ours = ProbabilityModel(network.eval(), post_hoc)(torch.from_numpy(maps))[1].numpy()
+    if theirs.shape != ours.shape:
+        raise ValueError(
+            f"{older}'s descriptors have {theirs.shape[1]} numbers, this network's "
+            f"{ours.shape[1]}: not the same descriptors"
+        )
+    gap = float(np.abs(theirs - ours).max())
+    if gap > CHECK_DESCRIPTOR_ATOL:
+        raise ValueError(
+            f"this network's descriptors differ from {older}'s by up to {gap:.2e} on random "
+            f"maps (allowed {CHECK_DESCRIPTOR_ATOL:g}): not the same descriptors"
+        )
+    return contract.space
+
+
 def export_checkpoint(
     checkpoint: str | Path,
     out: str | Path,
@@ -402,15 +450,21 @@ def export_checkpoint(
     version: str = "1",
     batch_size: int = EXPORT_BATCH,
     check_batches: tuple[int, ...] = CHECK_BATCHES,
+    descriptor_space_of: str | Path | None = None,
 ) -> onnx.ModelProto:
-    """Export, check the graph, write ``out`` with metadata, check other batch sizes."""
+    """Export, check the graph, write ``out`` with metadata, check other batch sizes.
+    ``descriptor_space_of``: an older exported model whose descriptors this one computes
+    (:func:`space_of_same_descriptors`)."""
     network, state = load_model(checkpoint)
     post_hoc = state.get("post_hoc")
+    space = None
+    if descriptor_space_of is not None:
+        space = space_of_same_descriptors(network, post_hoc, descriptor_space_of)  # type: ignore[arg-type]
     model = to_onnx(network, batch_size, post_hoc)
     problems = check_graph(model) + [f"not folded: {n}" for n in constant_nodes(model)]
     if problems:
         raise RuntimeError("the exported graph is not plain:\n  " + "\n  ".join(problems))
-    set_metadata(model, build_metadata(network, state, accuracy, name, version))
+    set_metadata(model, build_metadata(network, state, accuracy, name, version, space))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".onnx", delete=False) as tmp:
@@ -457,6 +511,14 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(map(str, CHECK_BATCHES)),
         help="batch sizes checked against PyTorch after export",
     )
+    parser.add_argument(
+        "--descriptor-space-of",
+        type=Path,
+        default=None,
+        metavar="OLD.onnx",
+        help="an exported model whose descriptors this one computes (checked on random maps): "
+        "galleries made with it stay valid for this one",
+    )
     args = parser.parse_args(argv)
     checks = tuple(int(n) for n in args.check_batches.split(",") if n)
     try:
@@ -468,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             args.version,
             args.batch_size,
             checks,
+            args.descriptor_space_of,
         )
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -475,8 +538,9 @@ def main(argv: list[str] | None = None) -> int:
     metadata = {p.key: p.value for p in model.metadata_props}
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
     print("ops:", ", ".join(f"{op} {n}" for op, n in op_counts(model).items()))
-    for key in ("model_name", "model_version", "bandwidth", "accuracy", "novelty_threshold"):
-        print(f"{key}: {metadata.get(key)}")  # no threshold without a post-hoc fit
+    keys = ("model_name", "model_version", "bandwidth", "accuracy", "novelty_threshold")
+    for key in (*keys, "descriptor_space"):  # no threshold without a fit, no space of another
+        print(f"{key}: {metadata.get(key)}")
     print(f"trust: {metadata['trust']}")
     return 0
 

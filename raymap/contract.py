@@ -58,6 +58,9 @@ class ModelContract:
     # A shape whose ``novelty`` output exceeds it is not ``known`` (not one of the classes);
     # fitted by ``model.trust`` so that 95 % of in-class validation shapes stay known.
     novelty_threshold: float | None = None
+    # Set by an export proven to compute an older model's descriptors (``export.onnx
+    # --descriptor-space-of``): that model's ``space``. None: this model's own.
+    descriptor_space: str | None = None
 
     def __post_init__(self) -> None:
         if self.bandwidth < 1 or self.descriptor_size < 1 or not self.class_names:
@@ -84,6 +87,13 @@ class ModelContract:
     @property
     def output_names(self) -> tuple[str, ...]:
         return tuple(self.outputs)
+
+    @property
+    def space(self) -> str:
+        """The space of the descriptors: two models' descriptors can be compared (share a
+        gallery) only when their spaces are equal. A model's own name and version unless its
+        export proved it computes an older model's descriptors."""
+        return self.descriptor_space or f"{self.name} {self.version}"
 
     # -- ONNX metadata
 

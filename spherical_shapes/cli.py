@@ -279,6 +279,7 @@ def _open_gallery(args: argparse.Namespace, runtime: Runtime) -> Gallery:
         offline,
         int(runtime.info.descriptor_size),
         (str(runtime.info.name), str(runtime.info.version)),
+        runtime.info.space,
     )
 
 

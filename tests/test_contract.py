@@ -42,6 +42,12 @@ def test_round_trip_through_metadata() -> None:
     assert CONTRACT.input_shape == (len(FEATURE_NAMES), 32, 32)
 
 
+def test_the_descriptor_space_is_the_models_own_unless_declared() -> None:
+    assert CONTRACT.space == "m 2" and "descriptor_space" not in CONTRACT.to_metadata()
+    same = dataclasses.replace(CONTRACT, version="3", descriptor_space="m 2")
+    assert ModelContract.from_metadata(same.to_metadata()).space == "m 2"
+
+
 def test_extra_outputs_are_written_and_read_in_one_place() -> None:
     extended = dataclasses.replace(CONTRACT, extra_outputs=(("novelty", 1),))
     assert extended.output_names == ("probabilities", "descriptor", "novelty")

@@ -25,10 +25,11 @@ from onnx import TensorProto, helper
 import raymap
 from export import onnx as export_onnx
 from export import parity
-from model.checkpoint import model_artifact, save_checkpoint
+from model.checkpoint import model_artifact, read_checkpoint, save_checkpoint
 from model.data import load_maps
 from model.net import SphericalCNN, preset_config
 from model.train import TrainConfig
+from model.trust import identity_post_hoc
 from raymap.contract import REQUIRED_KEYS, ModelContract
 
 BANDWIDTH = 16
@@ -291,3 +292,35 @@ def test_accuracy_metadata_sources(tmp_path: Path) -> None:
         export_onnx.read_accuracy("88", state)
     with pytest.raises(ValueError, match="'high'"):
         export_onnx.read_accuracy("high", state)
+
+
+def test_an_export_of_the_same_descriptors_keeps_the_older_models_space(
+    exported: Exported, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new version that computes the older model's descriptors (here the same network with
+    a temperature: only its probabilities change) declares that model's descriptor space, so
+    galleries and stores made with the older model stay valid for it; a network that computes
+    other descriptors is refused."""
+    state = read_checkpoint(exported.checkpoint)
+    post_hoc = identity_post_hoc(exported.network.config.descriptor_size)
+    recalibrated = save_checkpoint(
+        {**state, "post_hoc": {**post_hoc, "temperature": 0.5}}, tmp_path / "recalibrated.pt"
+    )
+    out = tmp_path / "v2.onnx"
+    common = ["--name", "test-net", "--version", "2", "--check-batches", "1"]
+    older = ["--descriptor-space-of", str(exported.path)]
+    assert export_onnx.main([str(recalibrated), "--out", str(out), *common, *older]) == 0
+    contract = ModelContract.from_metadata(metadata_of(onnx.load(out)))
+    assert (contract.version, contract.space) == ("2", "test-net 1")
+    assert ModelContract.from_metadata(metadata_of(exported.model)).space == "test-net 1"
+
+    torch.manual_seed(1)
+    other = SphericalCNN(preset_config("small", n_classes=len(exported.class_names))).eval()
+    config = TrainConfig(dataset="shrec11", architecture="small", bandwidth=BANDWIDTH)
+    retrained = save_checkpoint(
+        model_artifact(other, exported.class_names, config), tmp_path / "retrained.pt"
+    )
+    capsys.readouterr()
+    assert export_onnx.main([str(retrained), "--out", str(tmp_path / "v3.onnx"), *common, *older])
+    assert "not the same descriptors" in capsys.readouterr().err
+    assert not (tmp_path / "v3.onnx").exists()

@@ -296,6 +296,43 @@ def test_an_unchanged_gallery_follows_an_upgraded_model(
         open_(old, D)
 
 
+@pytest.mark.parametrize("backend", ["embedded", "postgres"])
+def test_a_gallery_changed_by_another_model_of_the_same_size_is_refused(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Two models whose descriptors have the same size but live in other spaces (another
+    training run, say): the second must not search the first one's items with its own
+    queries. A store holding only the shipped items follows the new model; once a user has
+    added an item, a model of another space is refused, and the item's own space reopens it
+    with nothing lost."""
+    base = make_base(tmp_path)
+    if backend == "embedded":
+
+        def open_(space: str) -> Gallery:
+            return EmbeddedGallery(BaseGallery.load(base, D), tmp_path / "store", space=space)
+    else:
+        from service.gallery.postgres import PostgresGallery
+
+        url = request.getfixturevalue("postgres").create_database()
+
+        def open_(space: str) -> Gallery:
+            return PostgresGallery(BaseGallery.load(base, D), url, space=space)
+
+    open_("shapes 1").close()
+    upgraded = open_("shapes 2")  # nothing added: the store follows
+    try:
+        upgraded.add(Item("mine", "lamp", np.ones(D, np.float32)))
+    finally:
+        upgraded.close()
+    with pytest.raises(RuntimeError, match=r"with model shapes 2, .*this model \(model shapes 3\)"):
+        open_("shapes 3")
+    reopened = open_("shapes 2")
+    try:
+        assert reopened.get("mine") is not None and reopened.count() == 51
+    finally:
+        reopened.close()
+
+
 def test_base_gallery_is_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="descriptor size is 8"):
         BaseGallery.load(make_base(tmp_path), 8)

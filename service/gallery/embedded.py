@@ -30,10 +30,12 @@ from service.gallery.interface import (
     DuplicateId,
     Hit,
     Item,
+    another_model,
     check_metadata,
     check_thumbnail,
     hit,
     normalize_descriptor,
+    same_descriptors,
 )
 from service.gallery.shipped import BaseGallery
 
@@ -43,8 +45,13 @@ log = logging.getLogger("service.gallery")
 class EmbeddedGallery:
     """The base gallery plus a durable SQLite overlay; exact search in memory."""
 
-    def __init__(self, base: BaseGallery, store_dir: Path, capacity: int = 1024) -> None:
+    def __init__(
+        self, base: BaseGallery, store_dir: Path, capacity: int = 1024, space: str | None = None
+    ) -> None:
+        """``space``: the served model's descriptor space (``ModelContract.space``); a store
+        changed in another space is refused. None: only the descriptor size is checked."""
         self.descriptor_size = int(base.descriptors.shape[1])
+        self.space = space
         self._lock = threading.RLock()
         self._base = base
         self._capacity = capacity
@@ -67,7 +74,7 @@ class EmbeddedGallery:
             if "thumbnail" not in columns:  # a store made before items had pictures
                 self._db.execute("ALTER TABLE changes ADD COLUMN thumbnail BLOB")
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            self._check_descriptor_size()
+            self._check_descriptor_space()
         self._base_index = {str(item_id): i for i, item_id in enumerate(base.ids)}
         self._base_ids = set(self._base_index)
         self._version = -1
@@ -103,32 +110,48 @@ class EmbeddedGallery:
 
     # -- loading
 
-    def _check_descriptor_size(self) -> None:
-        """The store's descriptors are the model's size. A store with no changes, such as the
-        one a service made before the model was upgraded, takes the new size; one with
-        changes made by another model is refused (its descriptors cannot be compared)."""
-        row = self._db.execute("SELECT value FROM meta WHERE key='descriptor_size'").fetchone()
-        if row is not None and int(row[0]) == self.descriptor_size:
-            return
-        if row is not None:
+    def _check_descriptor_space(self) -> None:
+        """The store's descriptors are the model's: the same size and space. A store with no
+        changes, such as the one a service made before the model was upgraded, takes the new
+        model's; one with changes made by another model is refused (its descriptors cannot be
+        compared)."""
+        stored = dict(
+            self._db.execute(
+                "SELECT key, value FROM meta WHERE key IN ('descriptor_size', 'descriptor_space')"
+            ).fetchall()
+        )
+        old_size, old_space = stored.get("descriptor_size"), stored.get("descriptor_space")
+        if not same_descriptors(old_size, old_space, self.descriptor_size, self.space):
             changes = int(self._db.execute("SELECT count(*) FROM changes").fetchone()[0])
             if changes:
                 raise RuntimeError(
-                    f"the gallery store {self._path} holds {changes} change(s) (items added or "
-                    f"deleted) made with a model whose descriptors have {row[0]} numbers; this "
-                    f"model's have {self.descriptor_size}, so they cannot be compared: point "
-                    f"SHAPES_GALLERY_DIR at a new folder (or remove that file to drop them)"
+                    another_model(
+                        f"the gallery store {self._path} ({changes} change(s))",
+                        old_size,
+                        old_space,
+                        self.descriptor_size,
+                        self.space,
+                        "point SHAPES_GALLERY_DIR at a new folder (or remove that file to drop "
+                        "them)",
+                    )
                 )
             log.info(
-                "the gallery store %s had no changes; it now holds descriptors of size %d (was %s)",
+                "the gallery store %s had no changes; it now holds the descriptors of %s (%d "
+                "numbers; were %s of %s)",
                 self._path,
+                self.space,
                 self.descriptor_size,
-                row[0],
+                old_size,
+                old_space,
             )
         self._db.execute(
             "INSERT OR REPLACE INTO meta VALUES ('descriptor_size', ?)",
             (str(self.descriptor_size),),
         )
+        if self.space is not None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('descriptor_space', ?)", (self.space,)
+            )
 
     def _replay(self) -> None:
         n_added = n_deleted = 0

@@ -16,13 +16,13 @@ from service.settings import Settings
 log = logging.getLogger("service.gallery")
 
 
-def _embedded(base: BaseGallery, settings: Settings) -> Gallery:
+def _embedded(base: BaseGallery, settings: Settings, space: str | None) -> Gallery:
     from service.gallery.embedded import EmbeddedGallery
 
-    return EmbeddedGallery(base, Path(os.path.expanduser(settings.gallery_dir)))
+    return EmbeddedGallery(base, Path(os.path.expanduser(settings.gallery_dir)), space=space)
 
 
-def _postgres(base: BaseGallery, settings: Settings) -> Gallery:
+def _postgres(base: BaseGallery, settings: Settings, space: str | None) -> Gallery:
     if settings.database_url is None:
         raise ValueError("SHAPES_GALLERY_BACKEND=postgres needs SHAPES_DATABASE_URL")
     from service.gallery.postgres import PostgresGallery
@@ -32,22 +32,27 @@ def _postgres(base: BaseGallery, settings: Settings) -> Gallery:
         settings.database_url.get_secret_value(),
         pool_size=settings.database_pool_size,
         connect_timeout_s=settings.database_wait_s,
+        space=space,
     )
 
 
-BACKENDS: dict[str, Callable[[BaseGallery, Settings], Gallery]] = {
+BACKENDS: dict[str, Callable[[BaseGallery, Settings, str | None], Gallery]] = {
     "embedded": _embedded,
     "postgres": _postgres,
 }
 
 
 def open_gallery(
-    settings: Settings, descriptor_size: int, model: tuple[str, str] | None = None
+    settings: Settings,
+    descriptor_size: int,
+    model: tuple[str, str] | None = None,
+    space: str | None = None,
 ) -> Gallery:
     """The configured store, seeded with (embedded: layered over) the base gallery.
 
     ``model`` is the served model's (name, version): a base gallery computed by another model
-    is logged as a warning (its descriptors live in another space).
+    is logged as a warning (its descriptors live in another space). ``space`` is the served
+    model's descriptor space (``ModelContract.space``): a store changed in another is refused.
     """
     opener = BACKENDS.get(settings.gallery_backend)
     if opener is None:
@@ -67,4 +72,4 @@ def open_gallery(
             *base.model,
             *model,
         )
-    return opener(base, settings)
+    return opener(base, settings, space)

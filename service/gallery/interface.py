@@ -87,6 +87,36 @@ class Gallery(Protocol):
     def close(self) -> None: ...
 
 
+def same_descriptors(
+    stored_size: str | None, stored_space: str | None, size: int, space: str | None
+) -> bool:
+    """Whether the descriptors a store recorded (size, space: ``ModelContract.space``) are the
+    served model's. An unrecorded space (a store from before spaces were recorded, or a caller
+    that names none) is checked by the size alone."""
+    same_size = stored_size in (None, str(size))
+    return same_size and (space is None or stored_space in (None, space))
+
+
+def another_model(
+    store: str,
+    stored_size: str | None,
+    stored_space: str | None,
+    size: int,
+    space: str | None,
+    remedy: str,
+) -> str:
+    """Why a store changed under another model is refused, and what to do (``remedy``)."""
+    return (
+        f"{store} holds items added or deleted with {_model(stored_space)}, whose descriptors "
+        f"have {stored_size} numbers; this model ({_model(space)}) computes other descriptors "
+        f"({size} numbers), so they cannot be compared: {remedy}"
+    )
+
+
+def _model(space: str | None) -> str:
+    return f"model {space}" if space else "an earlier model"
+
+
 def normalize_descriptor(descriptor: np.ndarray, size: int) -> np.ndarray:
     """(D,) float32 unit vector; :class:`GalleryError` for a wrong size or no direction."""
     vector = np.asarray(descriptor, dtype=np.float32).reshape(-1)

@@ -7,8 +7,8 @@ Every replica of the service opens a :class:`PostgresGallery` on the same databa
   ``descriptor`` (``vector(D)``, unit norm), ``metadata`` (``json``: the text as written,
   keys in their order), ``thumbnail`` (``bytea``: the item's picture); an HNSW index with
   ``vector_cosine_ops`` serves the searches;
-* ``gallery_meta``: the descriptor size and the fingerprint of the shipped gallery that
-  seeded the table.
+* ``gallery_meta``: the descriptor size and space (the model whose descriptors the table
+  holds: ``ModelContract.space``) and the fingerprint of the shipped gallery that seeded it.
 
 The shipped gallery is copied in once, in one transaction, by the first replica to take a
 session advisory lock; replicas starting together wait on the lock and find it seeded.
@@ -40,10 +40,12 @@ from service.gallery.interface import (
     GalleryUnavailable,
     Hit,
     Item,
+    another_model,
     check_metadata,
     check_thumbnail,
     hit,
     normalize_descriptor,
+    same_descriptors,
 )
 from service.gallery.shipped import BaseGallery
 
@@ -85,8 +87,12 @@ class PostgresGallery:
         pool_size: int = 4,
         connect_timeout_s: float = 60.0,
         wait_s: float = 3.0,
+        space: str | None = None,
     ) -> None:
+        """``space``: the served model's descriptor space (``ModelContract.space``); a
+        database changed in another space is refused. None: only the size is checked."""
         self.descriptor_size = int(base.descriptors.shape[1])
+        self.space = space
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -145,16 +151,29 @@ class PostgresGallery:
                         "CREATE TABLE IF NOT EXISTS gallery_meta "
                         "(key text PRIMARY KEY, value text NOT NULL)"
                     )
-                    row = connection.execute(
-                        "SELECT value FROM gallery_meta WHERE key = 'descriptor_size'"
-                    ).fetchone()
-                    if row is not None and int(row[0]) != size:
-                        self._reseed_for_another_model(connection, base, int(row[0]))
+                    stored = dict(
+                        connection.execute(
+                            "SELECT key, value FROM gallery_meta "
+                            "WHERE key IN ('descriptor_size', 'descriptor_space')"
+                        ).fetchall()
+                    )
+                    old_size, old_space = (
+                        stored.get("descriptor_size"),
+                        stored.get("descriptor_space"),
+                    )
+                    if not same_descriptors(old_size, old_space, size, self.space):
+                        self._reseed_for_another_model(connection, base, old_size, old_space)
                     connection.execute(
                         "INSERT INTO gallery_meta VALUES ('descriptor_size', %s) "
                         "ON CONFLICT (key) DO NOTHING",
                         (str(size),),
                     )
+                    if self.space is not None:
+                        connection.execute(
+                            "INSERT INTO gallery_meta VALUES ('descriptor_space', %s) "
+                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                            (self.space,),
+                        )
                     connection.execute(
                         "CREATE TABLE IF NOT EXISTS gallery_items ("
                         ' id text COLLATE "C" PRIMARY KEY,'
@@ -178,25 +197,36 @@ class PostgresGallery:
                     connection.execute("SELECT pg_advisory_unlock(%s)", (SEED_LOCK_KEY,))
 
     def _reseed_for_another_model(
-        self, connection: psycopg.Connection[Any], base: BaseGallery, old_size: int
+        self,
+        connection: psycopg.Connection[Any],
+        base: BaseGallery,
+        old_size: str | None,
+        old_space: str | None,
     ) -> None:
-        """The database was seeded by a model whose descriptors have ``old_size`` numbers. If
-        it holds just the shipped gallery's items (nothing added or deleted: what a service
-        made before the model was upgraded), its tables are emptied to be seeded again;
-        otherwise it is refused (another model's descriptors cannot be compared)."""
+        """The database was seeded by a model with other descriptors (``old_size`` numbers, in
+        ``old_space``). If it holds just the shipped gallery's items (nothing added or
+        deleted: what a service made before the model was upgraded), its tables are emptied
+        to be seeded again; otherwise it is refused (another model's descriptors cannot be
+        compared)."""
         rows = connection.execute("SELECT id, label FROM gallery_items").fetchall()
         shipped = {(str(i), str(label)) for i, label in zip(base.ids, base.labels, strict=True)}
         if {(str(i), str(label)) for i, label in rows} != shipped:
             raise RuntimeError(
-                f"the gallery database holds items added or deleted with a model whose "
-                f"descriptors have {old_size} numbers; this model's have "
-                f"{self.descriptor_size}, so they cannot be compared: point "
-                f"SHAPES_DATABASE_URL at a new database"
+                another_model(
+                    "the gallery database",
+                    old_size,
+                    old_space,
+                    self.descriptor_size,
+                    self.space,
+                    "point SHAPES_DATABASE_URL at a new database",
+                )
             )
         log.info(
-            "the gallery database held the shipped items of a model with %d-number descriptors "
-            "and nothing else; seeding it again for this model's (%d)",
+            "the gallery database held the shipped items of %s (%s-number descriptors) and "
+            "nothing else; seeding it again for %s (%d)",
+            old_space,
             old_size,
+            self.space,
             self.descriptor_size,
         )
         connection.execute("DROP TABLE gallery_items")
