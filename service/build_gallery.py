@@ -89,7 +89,14 @@ def build_gallery(
             file=sys.stderr,
         )
     write_base_gallery(
-        out, ids, labels, matrix, (info.name, info.version), dataset, thumbnails=pictures
+        out,
+        ids,
+        labels,
+        matrix,
+        (info.name, info.version),
+        dataset,
+        thumbnails=pictures,
+        space=info.space,
     )
     return len(ids)
 

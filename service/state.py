@@ -53,11 +53,7 @@ class ServiceState:
             runtime = await asyncio.to_thread(self._runtime_factory, settings)
             info = runtime.info
             gallery = await asyncio.to_thread(
-                open_gallery,
-                settings,
-                int(info.descriptor_size),
-                (info.name, info.version),
-                info.space,
+                open_gallery, settings, int(info.descriptor_size), info.space
             )
             pipeline = Pipeline(runtime, gallery, settings, self.metrics)
             await pipeline.start()

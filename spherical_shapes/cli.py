@@ -275,12 +275,7 @@ def _open_gallery(args: argparse.Namespace, runtime: Runtime) -> Gallery:
     offline = settings.model_copy(
         update={"gallery_backend": "embedded", "gallery_path": Path(path), "gallery_dir": store}
     )
-    return open_gallery(
-        offline,
-        int(runtime.info.descriptor_size),
-        (str(runtime.info.name), str(runtime.info.version)),
-        runtime.info.space,
-    )
+    return open_gallery(offline, int(runtime.info.descriptor_size), runtime.info.space)
 
 
 # ----------------------------------------------------------------------------- the rest

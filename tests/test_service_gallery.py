@@ -6,6 +6,7 @@ server the tests start (``postgres`` in conftest.py), a new database per test.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,9 +19,11 @@ from service.gallery import (
     Gallery,
     GalleryError,
     Item,
+    open_gallery,
     write_base_gallery,
 )
 from service.gallery.embedded import EmbeddedGallery
+from service.settings import Settings
 
 D = 16
 LABELS = ("chair", "desk", "sofa")
@@ -331,6 +334,33 @@ def test_a_gallery_changed_by_another_model_of_the_same_size_is_refused(
         assert reopened.get("mine") is not None and reopened.count() == 51
     finally:
         reopened.close()
+
+
+def test_a_base_gallery_of_another_descriptor_space_is_flagged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gallery file records the descriptor space it was computed in (the model's own name
+    and version unless the model declared an older one's): a file of another space than the
+    served model's is logged with what to do; one of the same space, even from another model
+    version (a new temperature on the same networks), is not."""
+    rng = np.random.default_rng(0)
+    ids, labels = ["a_0001", "b_0002"], ["a", "b"]
+    descriptors = rng.standard_normal((2, D)).astype(np.float32)
+    path = tmp_path / "gallery.npz"
+    settings = Settings(gallery_backend="embedded", gallery_path=path, gallery_dir=tmp_path / "s")
+    warned = "holds descriptors of model shapes 5, the service's are of model shapes 7"
+    for model, space, served, warns in [
+        (("shapes", "5"), None, "shapes 5", False),
+        (("shapes", "6"), "shapes 5", "shapes 5", False),
+        (("shapes", "5"), None, "shapes 7", True),
+        (("shapes", "6"), "shapes 5", "shapes 7", True),
+    ]:
+        write_base_gallery(path, ids, labels, descriptors, model, space=space)
+        assert BaseGallery.load(path, D).space == (space or " ".join(model))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="service.gallery"):
+            open_gallery(settings, D, served).close()
+        assert (warned in caplog.text) == warns, (model, space, served, caplog.text)
 
 
 def test_base_gallery_is_checked(tmp_path: Path) -> None:

@@ -42,17 +42,11 @@ BACKENDS: dict[str, Callable[[BaseGallery, Settings, str | None], Gallery]] = {
 }
 
 
-def open_gallery(
-    settings: Settings,
-    descriptor_size: int,
-    model: tuple[str, str] | None = None,
-    space: str | None = None,
-) -> Gallery:
+def open_gallery(settings: Settings, descriptor_size: int, space: str | None = None) -> Gallery:
     """The configured store, seeded with (embedded: layered over) the base gallery.
 
-    ``model`` is the served model's (name, version): a base gallery computed by another model
-    is logged as a warning (its descriptors live in another space). ``space`` is the served
-    model's descriptor space (``ModelContract.space``): a store changed in another is refused.
+    ``space`` is the served model's descriptor space (``ModelContract.space``): a base gallery
+    of another space is logged as a warning, a store changed in another is refused.
     """
     opener = BACKENDS.get(settings.gallery_backend)
     if opener is None:
@@ -64,12 +58,12 @@ def open_gallery(
         log.warning("no base gallery at %s; starting with an empty gallery", base_path)
         base_path = None
     base = BaseGallery.load(base_path, descriptor_size)
-    if model is not None and base.model is not None and base.model != model:
+    if space is not None and base.space is not None and base.space != space:
         log.warning(
-            "the base gallery %s was computed by model %s %s, the service runs %s %s: "
-            "rebuild it with python -m service.build_gallery",
+            "the base gallery %s holds descriptors of model %s, the service's are of model "
+            "%s: rebuild it with python -m service.build_gallery",
             base_path,
-            *base.model,
-            *model,
+            base.space,
+            space,
         )
     return opener(base, settings, space)

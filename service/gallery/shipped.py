@@ -2,7 +2,8 @@
 
 The ``.npz`` holds ``ids`` (N,) str (file stems, ``chair_0890``), ``labels`` (N,) str (class
 names), ``descriptors`` (N, D) float32, and optionally the ``model_name`` and
-``model_version`` that computed them and the ``dataset`` they came from, and the items'
+``model_version`` that computed them, their ``descriptor_space`` (``ModelContract.space``;
+a file without it: that model's own) and the ``dataset`` they came from, and the items'
 pictures (:mod:`raymap.thumbnail`, WebP): ``thumbnails`` (B,) uint8, all of them end to end,
 and ``thumbnail_offsets`` (N + 1,) int64, item ``i``'s picture being
 ``thumbnails[offsets[i]:offsets[i + 1]]`` (empty: none). It is the read-only base every
@@ -28,6 +29,7 @@ class BaseGallery:
     labels: np.ndarray
     descriptors: np.ndarray
     model: tuple[str, str] | None = None  # (name, version) of the model that computed them
+    space: str | None = None  # their descriptor space (ModelContract.space); None: unknown
     thumbnails: np.ndarray | None = None  # (B,) uint8: every picture, end to end
     thumbnail_offsets: np.ndarray | None = None  # (N + 1,) int64 into ``thumbnails``
 
@@ -47,9 +49,12 @@ class BaseGallery:
         with np.load(path, allow_pickle=False) as data:
             ids, labels = data["ids"].astype(str), data["labels"].astype(str)
             descriptors = np.asarray(data["descriptors"], dtype=np.float32)
-            model = None
+            model = space = None
             if "model_name" in data.files and "model_version" in data.files:
                 model = (str(data["model_name"]), str(data["model_version"]))
+                space = f"{model[0]} {model[1]}"
+            if "descriptor_space" in data.files:
+                space = str(data["descriptor_space"])
             thumbnails = offsets = None
             if "thumbnails" in data.files and "thumbnail_offsets" in data.files:
                 thumbnails = np.asarray(data["thumbnails"], dtype=np.uint8)
@@ -79,7 +84,7 @@ class BaseGallery:
             )
         ):
             raise ValueError(f"{path}: thumbnail_offsets do not match the ids and thumbnails")
-        return cls(ids, labels, descriptors / norms, model, thumbnails, offsets)
+        return cls(ids, labels, descriptors / norms, model, space, thumbnails, offsets)
 
 
 def write_base_gallery(
@@ -90,9 +95,11 @@ def write_base_gallery(
     model: tuple[str, str] | None = None,
     dataset: str | None = None,
     thumbnails: Sequence[bytes | None] | None = None,
+    space: str | None = None,
 ) -> None:
     """Write a gallery file atomically (a killed run leaves the old file or none);
-    ``thumbnails``, when given, has one picture (or None) per item."""
+    ``thumbnails``, when given, has one picture (or None) per item; ``space``: the
+    descriptors' (``ModelContract.space``), when not the ``model``'s own."""
     if len(set(ids)) != len(ids):
         raise ValueError("gallery ids are not unique")
     if not (len(ids) == len(labels) == len(descriptors)):
@@ -104,6 +111,8 @@ def write_base_gallery(
     }
     if model is not None:
         arrays["model_name"], arrays["model_version"] = np.asarray(model[0]), np.asarray(model[1])
+    if space is not None:
+        arrays["descriptor_space"] = np.asarray(space)
     if dataset is not None:
         arrays["dataset"] = np.asarray(dataset)
     if thumbnails is not None:
