@@ -93,7 +93,7 @@ class ModelContract:
         """The space of the descriptors: two models' descriptors can be compared (share a
         gallery) only when their spaces are equal. A model's own name and version unless its
         export proved it computes an older model's descriptors."""
-        return self.descriptor_space or f"{self.name} {self.version}"
+        return self.descriptor_space or own_space(self.name, self.version)
 
     # -- ONNX metadata
 
@@ -201,6 +201,11 @@ class ModelContract:
                     f"output {name!r} of size {size} expected from the metadata; "
                     f"the graph has {dict(outputs)}"
                 )
+
+
+def own_space(name: str, version: str) -> str:
+    """The descriptor space of a model that declares none: its own name and version."""
+    return f"{name} {version}"
 
 
 def _key(f: dataclasses.Field[Any]) -> str:

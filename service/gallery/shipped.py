@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from raymap.contract import own_space
+
 
 @dataclass(frozen=True)
 class BaseGallery:
@@ -28,7 +30,6 @@ class BaseGallery:
     ids: np.ndarray
     labels: np.ndarray
     descriptors: np.ndarray
-    model: tuple[str, str] | None = None  # (name, version) of the model that computed them
     space: str | None = None  # their descriptor space (ModelContract.space); None: unknown
     thumbnails: np.ndarray | None = None  # (B,) uint8: every picture, end to end
     thumbnail_offsets: np.ndarray | None = None  # (N + 1,) int64 into ``thumbnails``
@@ -49,12 +50,11 @@ class BaseGallery:
         with np.load(path, allow_pickle=False) as data:
             ids, labels = data["ids"].astype(str), data["labels"].astype(str)
             descriptors = np.asarray(data["descriptors"], dtype=np.float32)
-            model = space = None
-            if "model_name" in data.files and "model_version" in data.files:
-                model = (str(data["model_name"]), str(data["model_version"]))
-                space = f"{model[0]} {model[1]}"
+            space = None
             if "descriptor_space" in data.files:
                 space = str(data["descriptor_space"])
+            elif "model_name" in data.files and "model_version" in data.files:
+                space = own_space(str(data["model_name"]), str(data["model_version"]))
             thumbnails = offsets = None
             if "thumbnails" in data.files and "thumbnail_offsets" in data.files:
                 thumbnails = np.asarray(data["thumbnails"], dtype=np.uint8)
@@ -84,7 +84,7 @@ class BaseGallery:
             )
         ):
             raise ValueError(f"{path}: thumbnail_offsets do not match the ids and thumbnails")
-        return cls(ids, labels, descriptors / norms, model, space, thumbnails, offsets)
+        return cls(ids, labels, descriptors / norms, space, thumbnails, offsets)
 
 
 def write_base_gallery(
@@ -99,7 +99,8 @@ def write_base_gallery(
 ) -> None:
     """Write a gallery file atomically (a killed run leaves the old file or none);
     ``thumbnails``, when given, has one picture (or None) per item; ``space``: the
-    descriptors' (``ModelContract.space``), when not the ``model``'s own."""
+    descriptors' (``ModelContract.space``; a file without it is read as in the ``model``'s
+    own)."""
     if len(set(ids)) != len(ids):
         raise ValueError("gallery ids are not unique")
     if not (len(ids) == len(labels) == len(descriptors)):
