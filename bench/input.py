@@ -13,14 +13,20 @@ trimesh's embree ray query (``mesh.ray.intersects_id``, first hits, with locatio
 same rays on the mesh and the hull, plus the face normals of the hits. The meshes are one
 real ModelNet10 shape per size (subdivided above 12k faces; made here, never stored), written
 by trimesh's exporters (OFF in ModelNet's own layout; ``ply`` binary, ``ply_ascii`` as text).
-The two are timed alternately (the order flips each round), each call's wall and CPU time;
-the table gives medians and the ratio theirs / ours. Each side runs in its own process, as
-the service runs only ours: in one process, trimesh's Embree device starts a TBB worker
-thread that then spins through every one of our calls too (our scenes' builds wake it), which
-doubled our CPU time and added ~10 % to our wall time at 1k faces. Our process is set up as
-a serving process is (:func:`service.allocator.keep_large_blocks`: large blocks from the heap,
-freed ones kept), trimesh's as a user's script (glibc's defaults) unless
-``--tuned-allocator-for-trimesh``.
+The two are timed alternately, in turns of ``--block`` calls each (the order flips each round),
+each call's wall and CPU time; the table gives medians and the ratio theirs / ours, twice: for
+the first call of each turn, which runs right after the other side's calls ("cold": its caches
+hold the other process's data, as for a request that finds the server idle or busy with other
+work), and for the turn's other calls, each right after one of its own ("warm": as a server
+busy with uploads runs them back to back). At 1k faces ours pays ~0.3-0.5 ms for the cold
+caches, a third of its time; trimesh pays about the same, a tenth of its.
+
+Each side runs in its own process, as the service runs only ours: in one process, trimesh's
+Embree device starts a TBB worker thread that then spins through every one of our calls too
+(our scenes' builds wake it), which doubled our CPU time and added ~10 % to our wall time at 1k
+faces. Our process is set up as a serving process is
+(:func:`service.allocator.keep_large_blocks`: large blocks from the heap, freed ones kept),
+trimesh's as a user's script (glibc's defaults) unless ``--tuned-allocator-for-trimesh``.
 """
 
 from __future__ import annotations
@@ -142,7 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
-    parser.add_argument("--repeats", type=int, default=None, help="default: by size")
+    parser.add_argument("--repeats", type=int, default=None, help="turns; default: by size")
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=None,
+        help="calls per side per turn (the first cold, the others warm); default: by size",
+    )
     parser.add_argument("--bandwidth", type=int, default=None, help="default: the model's")
     parser.add_argument("--model", type=Path, default=REPO / "models" / "model.onnx")
     parser.add_argument("--mesh-root", type=Path, default=None)
@@ -169,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     head = (
         f"{'format':<7}{'faces':>8}{'KiB':>8}{'ours ms':>9}{'ours cpu':>10}{'trimesh ms':>12}"
-        f"{'trimesh cpu':>13}{'ratio wall':>12}{'ratio cpu':>11}"
+        f"{'trimesh cpu':>13}{'ratio wall':>12}{'ratio cpu':>11} |{'ours warm':>11}"
+        f"{'trimesh warm':>14}{'ratio warm':>12}{'ratio cpu':>11}"
     )
+    print("cold: the first call of each side's turn, after the other side's; warm: the others")
     print(head)
     print("-" * len(head))
     rows = []
@@ -179,18 +193,22 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes:
         name, mesh = mesh_of_size(args.mesh_root, size)
         repeats = args.repeats or (15 if size <= 20_000 else 5 if size <= 200_000 else 3)
+        block = max(2, args.block or (4 if size <= 20_000 else 2))
         for file_type in args.formats:
             data = encode(mesh, file_type)
             for side in sides.values():
                 side.load(data, file_type, bandwidth)
-            times: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
+            cold: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
+            warm: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
             for round_ in range(repeats):
                 # The order flips each round: each side follows the other as often (right
                 # after trimesh's ray query, Embree's TBB threads are still running down).
                 order = list(sides) if round_ % 2 == 0 else list(sides)[::-1]
                 for side_name in order:
-                    times[side_name].append(sides[side_name].time())
-            (ow, oc), (tw, tc) = (np.median(times[n], axis=0) for n in ("ours", "theirs"))
+                    cold[side_name].append(sides[side_name].time())
+                    warm[side_name] += [sides[side_name].time() for _ in range(block - 1)]
+            (ow, oc), (tw, tc) = (np.median(cold[n], axis=0) for n in ("ours", "theirs"))
+            (oww, owc), (tww, twc) = (np.median(warm[n], axis=0) for n in ("ours", "theirs"))
             row = {
                 "format": file_type,
                 "bandwidth": bandwidth,
@@ -201,11 +219,16 @@ def main(argv: list[str] | None = None) -> int:
                 "ours_cpu_ms": oc,
                 "trimesh_ms": tw,
                 "trimesh_cpu_ms": tc,
+                "ours_warm_ms": oww,
+                "ours_warm_cpu_ms": owc,
+                "trimesh_warm_ms": tww,
+                "trimesh_warm_cpu_ms": twc,
             }
             rows.append(row)
             print(
                 f"{file_type:<7}{len(mesh.faces):>8}{len(data) / 1024:>8.0f}{ow:>9.1f}{oc:>10.1f}"
-                f"{tw:>12.1f}{tc:>13.1f}{tw / ow:>12.2f}{tc / oc:>11.2f}",
+                f"{tw:>12.1f}{tc:>13.1f}{tw / ow:>12.2f}{tc / oc:>11.2f} |{oww:>11.1f}"
+                f"{tww:>14.1f}{tww / oww:>12.2f}{twc / owc:>11.2f}",
                 flush=True,
             )
     for side in sides.values():
@@ -227,7 +250,11 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), dpi=110, sharey=True)
     colours = dict(zip(FORMATS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
-    for ax, key, what in ((axes[0], "ms", "wall"), (axes[1], "cpu_ms", "CPU")):
+    panels = (
+        (axes[0], "ms", "cold: after the other side's calls"),
+        (axes[1], "warm_ms", "warm: right after its own"),
+    )
+    for ax, key, title in panels:
         for file_type in dict.fromkeys(r["format"] for r in rows):
             mine = [r for r in rows if r["format"] == file_type]
             faces = [r["faces"] for r in mine]
@@ -238,8 +265,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("faces")
-        ax.set_ylabel(f"bytes -> spherical map, ms ({what}, median)")
-        ax.set_title(f"{what} time")
+        ax.set_ylabel("bytes -> spherical map, ms (wall, median)")
+        ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
     bandwidth = rows[0].get("bandwidth", "?") if rows else "?"
