@@ -6,8 +6,9 @@ An upload (its bytes and format) goes through
    (503). The permit travels with the work and frees its slot only when the work really
    ends: a ray cast that outlives its time limit keeps holding it until its thread returns,
    so slow meshes cannot pile up threads behind the limit;
-2. **mesh -> map** in the cast pool (``cast_workers`` threads) under ``mesh_timeout_s``
-   (:class:`MeshTimeout`, 422);
+2. **mesh -> map** in the cast pool (``cast_workers`` threads) under ``mesh_timeout_s``,
+   counted from when a thread starts it (:class:`MeshTimeout`, 422; an upload that waits
+   that long for a thread is dropped: :class:`Overloaded`, 503);
 3. the **micro-batcher**: the map joins other requests' maps in one model call;
 4. for retrieval, the **gallery search** in a thread,
 
@@ -391,12 +392,21 @@ class Pipeline:
     ) -> T:
         """``fn(*args)`` in the cast pool under ``timeout_s`` (None: no limit).
 
-        A thread cannot be stopped: on a timeout the request fails at once, and the thread
-        holds the request's permit until it really returns.
+        The limit counts from when a thread starts the work, not from when it was queued: an
+        upload that waits behind others' slow casts is not blamed for them. One that waits the
+        whole limit for a thread is dropped from the queue and answered :class:`Overloaded`
+        (503, retry). A thread cannot be stopped: on a timeout the request fails at once, and
+        the thread holds the request's permit until it really returns.
         """
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        future: Future[T] = self._cast_pool.submit(context.run, fn, *args)
+        started: list[float] = []  # the thread's start time, once it starts
+
+        def run() -> T:
+            started.append(time.monotonic())
+            return context.run(fn, *args)
+
+        future: Future[T] = self._cast_pool.submit(run)
         permit.hold()
         self.casting += 1
 
@@ -409,10 +419,22 @@ class Pipeline:
                 loop.call_soon_threadsafe(finished)
 
         future.add_done_callback(on_done)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=timeout_s)
-        except TimeoutError:
-            raise MeshTimeout(f"parsing and ray casting took longer than {timeout_s:g} s") from None
+        result = asyncio.wrap_future(future)
+        if timeout_s is None:
+            return await result
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(asyncio.shield(result), timeout=timeout_s)
+        if not started and future.cancel():
+            raise Overloaded(
+                f"all {self.settings.cast_workers} mesh workers stayed busy with earlier "
+                f"uploads for {timeout_s:g} s"
+            )
+        with contextlib.suppress(TimeoutError):  # started while queued: its own full limit
+            start = started[0] if started else time.monotonic()  # (a thread about to start)
+            remaining = start + timeout_s - time.monotonic()
+            return await asyncio.wait_for(asyncio.shield(result), timeout=max(remaining, 0.0))
+        result.cancel()  # nobody waits for the thread's answer any more
+        raise MeshTimeout(f"parsing and ray casting took longer than {timeout_s:g} s")
 
     async def _count_items(self) -> None:
         self.metrics.gallery_items.set(await self.in_thread(self.gallery.count))

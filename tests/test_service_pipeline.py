@@ -80,3 +80,47 @@ def test_a_timed_out_cast_keeps_its_slot_for_every_mesh_route(
         # slow thread ended.
         assert served.status_code in (200, 422), served.text
         assert time.monotonic() - start >= 5.0
+
+
+def test_an_upload_queued_behind_a_slow_cast_is_not_blamed_for_it(
+    tmp_path: Path, small_runtime: Runtime
+) -> None:
+    """One mesh worker, busy past the limit with a slow upload (422 ``mesh_timeout``, its
+    thread runs on): the next upload waits for the worker, and its limit counts from when the
+    worker starts it, so it is served (it took 0.6 s of its own, 1.2 s since it came)."""
+    runtime = InstrumentedRuntime(small_runtime)
+    off = CHAIR.read_bytes()
+    with make_client(tmp_path, runtime, cast_workers=1, mesh_timeout_s=1.0) as client:
+        wait_ready(client)
+        runtime.cast_delay_s = 1.6
+        slow = client.post("/classify", files=upload("c.off", off))
+        assert slow.status_code == 422 and slow.json()["kind"] == "mesh_timeout"
+        runtime.cast_delay_s = 0.6
+        start = time.monotonic()
+        queued = client.post("/classify", files=upload("c.off", off))
+        assert queued.status_code == 200, queued.text
+        assert time.monotonic() - start > 1.0  # longer than the limit since it came
+
+
+def test_an_upload_that_never_gets_a_worker_is_told_to_retry(
+    tmp_path: Path, small_runtime: Runtime
+) -> None:
+    """The one mesh worker stays busy longer than the limit: the queued upload is dropped
+    and answered 503 ``overloaded`` with Retry-After (the server is busy), not 422
+    ``mesh_timeout`` (which says the file is at fault); after the worker frees, it is
+    served."""
+    runtime = InstrumentedRuntime(small_runtime)
+    off = CHAIR.read_bytes()
+    with make_client(tmp_path, runtime, cast_workers=1, mesh_timeout_s=0.5) as client:
+        wait_ready(client)
+        runtime.cast_delay_s = 3.0
+        slow = client.post("/classify", files=upload("c.off", off))
+        assert slow.status_code == 422 and slow.json()["kind"] == "mesh_timeout"
+        runtime.cast_delay_s = 0.0
+        queued = client.post("/classify", files=upload("c.off", off))
+        assert queued.status_code == 503, queued.text
+        assert queued.json()["kind"] == "overloaded"
+        assert "mesh workers stayed busy" in queued.json()["detail"]
+        assert queued.headers["retry-after"] == "1"
+        time.sleep(3.0)
+        assert client.post("/classify", files=upload("c.off", off)).status_code == 200
