@@ -8,6 +8,7 @@ serving process keeps large freed blocks for the next request (:mod:`service.all
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import Any
@@ -25,6 +26,7 @@ from service.allocator import keep_large_blocks  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.http import NoDelayH11Protocol  # noqa: E402
 from service.logs import configure_logging  # noqa: E402
+from service.options import add_serve_options, apply_serve_options  # noqa: E402
 from service.runtime import _workers  # noqa: E402
 from service.settings import Settings, get_settings  # noqa: E402
 
@@ -52,7 +54,14 @@ def server_options(settings: Settings, workers: int) -> dict[str, Any]:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m service",
+        description="Serve the model and gallery over HTTP (the page, the API, /docs).",
+        epilog="Every other setting is a SHAPES_* environment variable (README, Configuration).",
+    )
+    add_serve_options(parser)
+    apply_serve_options(parser.parse_args(argv))
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     if not settings.model_path.is_file():

@@ -20,12 +20,13 @@ import argparse
 import csv
 import importlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+from service.options import add_serve_options, apply_serve_options
 
 if TYPE_CHECKING:
     from service.gallery import Gallery
@@ -75,10 +76,7 @@ def parser() -> argparse.ArgumentParser:
     map_.add_argument("--scale", type=int, default=4, help="pixels per grid point")
 
     serve = sub.add_parser("serve", help="serve the model over HTTP (python -m service)")
-    serve.add_argument("--model", type=Path, default=None, help="sets SHAPES_MODEL_PATH")
-    serve.add_argument("--gallery", type=Path, default=None, help="sets SHAPES_GALLERY_PATH")
-    serve.add_argument("--host", default=None, help="sets SHAPES_HOST")
-    serve.add_argument("--port", type=int, default=None, help="sets SHAPES_PORT")
+    add_serve_options(serve)
 
     for name, (_module, help_) in FRONT_ENDS.items():
         sub.add_parser(name, help=help_, add_help=False)
@@ -312,17 +310,10 @@ def _runtime_for_map(model: Path) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    for value, variable in (
-        (args.model, "SHAPES_MODEL_PATH"),
-        (args.gallery, "SHAPES_GALLERY_PATH"),
-        (args.host, "SHAPES_HOST"),
-        (args.port, "SHAPES_PORT"),
-    ):
-        if value is not None:
-            os.environ[variable] = str(value)
     from service.__main__ import main as serve_main
 
-    return serve_main()
+    apply_serve_options(args)
+    return serve_main([])
 
 
 def write_card(args: argparse.Namespace) -> int:

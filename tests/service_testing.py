@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -266,10 +267,13 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m service`` in a subprocess on a free port, its log in a file."""
+    """``python -m service`` in a subprocess on a free port (or ``port``), its log in a file;
+    ``args``: the command's options."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(
+        self, env: dict[str, str], log_path: Path, args: Sequence[str] = (), port: int = 0
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         full_env = {
@@ -281,7 +285,7 @@ class ServerProcess:
         }
         self._log = open(log_path, "ab")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service"],
+            [sys.executable, "-m", "service", *args],
             cwd=REPO,
             env=full_env,
             stdout=self._log,

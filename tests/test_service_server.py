@@ -4,6 +4,8 @@ test on the shipped model (skipped when ``models/model.onnx`` is absent)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,10 +22,12 @@ from service.settings import Settings
 from tests.service_testing import (
     CHAIR,
     CLASS_NAMES,
+    REPO,
     SHIPPED_GALLERY,
     SHIPPED_MODEL,
     ServerProcess,
     expected_prediction,
+    free_port,
     malformed_files,
     mesh_bytes,
     mini_meshes,
@@ -364,3 +368,31 @@ def test_worker_processes_share_the_gallery(tmp_path: Path) -> None:
                 assert client.get("/gallery/count").json()["count"] == 1
     finally:
         server.stop()
+
+
+def test_python_m_service_takes_its_options(tmp_path: Path) -> None:
+    """``python -m service --port P`` listens on P (the environment names another port),
+    with the ``--model`` and ``--gallery`` given; ``--help`` prints the options and serves
+    nothing."""
+    port = free_port()
+    env = {
+        "SHAPES_PORT": str(free_port()),  # what --port overrides
+        "SHAPES_MODEL_PATH": str(tmp_path / "missing.onnx"),  # what --model overrides
+        "SHAPES_GALLERY_DIR": str(tmp_path / "gallery"),
+        "SHAPES_CAST_WORKERS": "1",
+    }
+    options = ["--model", str(small_model_path()), "--gallery", str(small_gallery_path())]
+    server = ServerProcess(env, tmp_path / "server.log", [*options, "--port", str(port)], port)
+    try:
+        server.wait_ready()
+        model = httpx.get(f"{server.url}/model").json()
+        assert model["descriptor_size"] > 0
+        assert httpx.get(f"{server.url}/gallery/count").json()["count"] > 0
+    finally:
+        server.stop()
+    shown = subprocess.run(
+        [sys.executable, "-m", "service", "--help"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "--port PORT" in shown.stdout and "SHAPES_PORT" in shown.stdout
