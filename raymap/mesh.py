@@ -239,13 +239,48 @@ def _read_off(data: bytes, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
         rest = tokens[3] if len(tokens) > 3 else b""
         values = parse_numbers(rest)
         if values is None:  # a token that is no JSON number: numpy's readers decide
+            _check_no_underscores(rest)
             blocks = _off_blocks_by_numpy(rest, n_vertices, n_faces)
         else:
             blocks = _off_blocks(values, n_vertices, n_faces)
         if blocks is not None:
             return blocks
-    # Polygons, colours or comments: trimesh's reader (it also accepts the glued header).
+    # Polygons, colours or another header: trimesh's reader (it also accepts the glued
+    # header), once the lines it will read are there.
+    _check_no_underscores(body)
+    _check_off_lines(body, n_vertices, n_faces)
     return _read_with_trimesh(data, "off")
+
+
+def _check_no_underscores(text: bytes) -> None:
+    """Python's ``float`` (numpy's and trimesh's text readers) reads "1_0" as 10."""
+    if b"_" in text:
+        raise MeshError("cannot read the OFF file: '_' is no part of a number")
+
+
+def _check_off_lines(body: bytes, n_vertices: int, n_faces: int) -> None:
+    """:class:`MeshError` unless ``body`` (an OFF after its keyword, comments removed) has
+    the lines its counts declare, read as trimesh reads them: the counts' line, one line per
+    vertex, then one per face that lists as many corners as its first number says. Without
+    this, a file cut short, or one that declares more vertices than it holds (face lines are
+    then read as vertices), is read as a smaller, wrong mesh."""
+    lines = [words for line in body.splitlines() if (words := line.split())][1:]
+    if len(lines) < n_vertices + n_faces:
+        raise MeshError(
+            f"the OFF file is cut short or its counts are wrong: its header declares "
+            f"{n_vertices} vertices and {n_faces} faces, one line each, but "
+            f"{len(lines)} lines follow it"
+        )
+    for number, words in enumerate(lines[n_vertices : n_vertices + n_faces], start=1):
+        corners = int(words[0]) if words[0].isdigit() else None
+        if corners is None or len(words) <= corners:
+            listed = "no number of corners" if corners is None else (
+                f"{len(words) - 1} of its {corners} corners"
+            )  # fmt: skip
+            raise MeshError(
+                f"the OFF file is cut short or its counts are wrong: face {number} of "
+                f"{n_faces} lists {listed}"
+            )
 
 
 def _shared_corners(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -271,11 +306,25 @@ def _read_binary_stl(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
     if len(data) < 84:
         return None
     count = int(np.frombuffer(data, "<u4", count=1, offset=80)[0])
-    if len(data) != 84 + count * _STL_TRIANGLE.itemsize:
+    size = 84 + count * _STL_TRIANGLE.itemsize
+    if len(data) < size and not _looks_like_ascii_stl(data):
+        raise MeshError(
+            f"cannot read the STL file: it is no ASCII STL (no 'solid' and 'facet' lines), and "
+            f"as a binary STL it is cut short: its header counts {count} triangles, {size} "
+            f"bytes, but it has {len(data)}"
+        )
+    if len(data) != size:
         return None
     triangles = np.frombuffer(data, _STL_TRIANGLE, count=count, offset=84)
     vertices = triangles["corners"].reshape(-1, 3).astype(np.float64)
     return vertices, np.arange(3 * count, dtype=np.int64).reshape(count, 3)
+
+
+def _looks_like_ascii_stl(data: bytes) -> bool:
+    """An ASCII STL starts with ``solid`` and has ``facet`` lines (a binary STL's 80-byte
+    header may start with ``solid`` too); a UTF-8 byte order mark may come first."""
+    text = data[:65536].removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    return text.startswith(b"solid") and b"facet" in text
 
 
 def _read_simple_obj(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:

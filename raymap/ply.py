@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from raymap.errors import MeshError
 from raymap.text_numbers import counted_triangles, parse_numbers
 
 # PLY's scalar types (both spellings) -> numpy's, byte order aside
@@ -40,7 +41,9 @@ def read_ply(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
     if not data.startswith(b"ply"):
         return None
     end = data.find(_END_HEADER)
-    body_start = data.find(b"\n", end) + 1 if end >= 0 else 0
+    if end < 0:
+        raise MeshError("cannot read the PLY file: its header has no 'end_header' line")
+    body_start = data.find(b"\n", end) + 1
     if body_start == 0:
         return None
     layout = _TriangleLayout.of_header(data[:end].decode("ascii", "replace"))
@@ -123,6 +126,8 @@ def _read_text(body: bytes, layout: _TriangleLayout) -> tuple[np.ndarray, np.nda
     values = parse_numbers(body)
     n_properties = len(layout.vertex_types)
     n_vertex_values = layout.n_vertices * n_properties
+    if values is not None and values.size < n_vertex_values + 4 * layout.n_faces:
+        raise _cut_short(layout, f"{values.size} numbers", n_vertex_values + 4 * layout.n_faces)
     if values is None or values.size != n_vertex_values + 4 * layout.n_faces:
         return None  # polygons, or numbers trimesh reads its own way
     faces = counted_triangles(values[n_vertex_values:], "PLY")
@@ -138,7 +143,10 @@ def _read_text(body: bytes, layout: _TriangleLayout) -> tuple[np.ndarray, np.nda
 def _read_binary(body: memoryview, layout: _TriangleLayout) -> tuple[np.ndarray, np.ndarray] | None:
     vertex_dtype, face_dtype = layout.vertex_dtype(), layout.face_dtype()
     vertex_bytes = layout.n_vertices * vertex_dtype.itemsize
-    if len(body) != vertex_bytes + layout.n_faces * face_dtype.itemsize:
+    size = vertex_bytes + layout.n_faces * face_dtype.itemsize
+    if len(body) < size:
+        raise _cut_short(layout, f"{len(body)} bytes", size)
+    if len(body) != size:
         return None  # polygons, or a body trimesh reads its own way
     vertices = np.frombuffer(body, vertex_dtype, count=layout.n_vertices)
     faces = np.frombuffer(body, face_dtype, count=layout.n_faces, offset=vertex_bytes)
@@ -146,3 +154,13 @@ def _read_binary(body: memoryview, layout: _TriangleLayout) -> tuple[np.ndarray,
         return None
     columns = [vertices[f"p{i}"].astype(np.float64) for i in layout.xyz]
     return np.column_stack(columns), faces["index"].astype(np.int64)
+
+
+def _cut_short(layout: _TriangleLayout, found: str, least: int) -> MeshError:
+    """A body smaller than its header's vertices and triangles (polygons only make it
+    larger): cut short, or the counts are wrong. Read on, it is a smaller, wrong mesh."""
+    return MeshError(
+        f"the PLY file is cut short or its counts are wrong: its header declares "
+        f"{layout.n_vertices} vertices and {layout.n_faces} faces, at least {least} "
+        f"{found.split()[-1]}, but {found} follow it"
+    )

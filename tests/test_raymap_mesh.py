@@ -116,6 +116,12 @@ def test_real_modelnet_files_load() -> None:
 # ----------------------------------------------------------------------------- bad input
 
 TRIANGLE_OBJ = "v 0 0 0\nv 1 0 0\nv 0 1 0\n"
+# A tetrahedron whose faces carry colours (so trimesh's reader reads it, line by line)
+COLOURED_TETRA_OFF = (
+    b"OFF\n4 4 0\n0 0 0\n1 0 0\n0 1 0\n0 0 1\n"
+    b"3 0 1 2 255 0 0\n3 0 1 3 255 0 0\n3 0 2 3 255 0 0\n3 1 2 3\n"
+)
+BOX_STL = trimesh.creation.box().export(file_type="stl")
 BAD_INPUTS = {
     "unknown format": (b"solid", "dae", "unknown mesh format"),
     "unknown format from name": (b"solid", "chair.3ds", "unknown mesh format"),
@@ -137,7 +143,7 @@ BAD_INPUTS = {
     "off without counts": (b"OFF\n", "off", "counts"),
     "off no faces": (b"OFF\n3 0 0\n0 0 0\n1 0 0\n0 1 0\n", "off", "no faces"),
     "obj points only": (TRIANGLE_OBJ.encode(), "obj", "no faces"),
-    "stl of garbage": (b"hello world, not an stl" * 5, "stl", "no faces"),
+    "stl of garbage": (b"hello world, not an stl" * 5, "stl", "it is no ASCII STL"),
     "off nan": (b"OFF\n3 1 0\n0 0 0\n1 nan 0\n0 1 0\n3 0 1 2\n", "off", "non-finite"),
     "off inf": (b"OFF\n3 1 0\n0 0 0\n1 inf 0\n0 1 0\n3 0 1 2\n", "off", "non-finite"),
     "obj nan": ((TRIANGLE_OBJ + "v nan 0 0\nf 1 2 4\n").encode(), "obj", "non-finite"),
@@ -145,6 +151,20 @@ BAD_INPUTS = {
     "off negative index": (b"OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 -1 2\n", "off", "out of range"),
     "obj index too big": ((TRIANGLE_OBJ + "f 1 2 9\n").encode(), "obj", "out of range"),
     "off zero extent": (b"OFF\n3 1 0\n1 1 1\n1 1 1\n1 1 1\n3 0 1 2\n", "off", "zero extent"),
+    # Read on, these were smaller, wrong meshes (trimesh reads the lines it finds).
+    "off cut short": (COLOURED_TETRA_OFF[:-8], "off", "cut short"),
+    "off cut inside a face": (COLOURED_TETRA_OFF[:-3], "off", "face 4 of 4 lists 2 of its 3"),
+    "off with more vertices declared": (
+        COLOURED_TETRA_OFF.replace(b"4 4 0", b"6 4 0"),  # face lines would be read as vertices
+        "off",
+        "cut short",
+    ),
+    "off underscore in a number": (
+        b"OFF\n3 1 0\n0 0 0\n1_0 0 0\n0 1 0\n3 0 1 2\n",
+        "off",
+        "'_' is no part of a number",
+    ),
+    "binary stl cut short": (BOX_STL[:-10], "stl", "as a binary STL it is cut short"),
     "obj zero extent": (
         b"v 2 2 2\nv 2 2 2\nv 2 2 2\nv 9 9 9\nf 1 2 3\n",
         "obj",
@@ -335,3 +355,13 @@ def test_gltf_uris_read_no_server_file(tmp_path, uri: str, where: str) -> None:
         except raymap.MeshError as exc:
             assert where == "buffers" and "external files" in exc.reason
     assert not [p for p in opened if "passwd" in p or p == secret], opened
+
+
+def test_stl_is_told_apart_by_content_not_its_first_word() -> None:
+    """A binary STL whose header starts with "solid" loads as binary; an ASCII STL behind a
+    UTF-8 byte order mark loads as ASCII (neither is taken for a binary file cut short)."""
+    box = trimesh.creation.box()
+    binary = b"solid made by a CAD tool".ljust(80, b" ") + BOX_STL[80:]
+    text = b"\xef\xbb\xbf" + box.export(file_type="stl_ascii").encode()
+    for data in (binary, text):
+        assert len(raymap.load_mesh(data, "stl").faces) == 12

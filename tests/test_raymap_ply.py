@@ -155,6 +155,21 @@ def test_a_face_index_out_of_range_is_refused() -> None:
         raymap.load_mesh(data, "ply")
 
 
-def test_fewer_numbers_than_the_header_says_are_left_to_trimesh() -> None:
+def test_a_body_shorter_than_its_header_says_is_refused() -> None:
+    """Cut short, or declaring more than it holds: trimesh reads such a file as a smaller,
+    wrong mesh (a tetrahedron missing a face was classified as if whole)."""
+    text = ply_text(["float x", "float y", "float z"], TETRA_VERTICES, TETRA_FACES)
+    more = ply_text(["float x", "float y", "float z"], TETRA_VERTICES, TETRA_FACES)
+    more = more.replace(b"element face 4", b"element face 5")
+    binary = binary_ply(
+        "<", [("x", "f4"), ("y", "f4"), ("z", "f4")], np.eye(4, 3), np.array([[0, 1, 2]] * 4)
+    )
+    for data in (text[: -len("3 1 2 3\n")], more, binary[:-7]):
+        with pytest.raises(raymap.MeshError, match="the PLY file is cut short"):
+            raymap.load_mesh(data, "ply")
+
+
+def test_a_header_without_its_end_says_so() -> None:
     data = ply_text(["float x", "float y", "float z"], TETRA_VERTICES, TETRA_FACES)
-    assert read_ply(data[: -len("3 1 2 3\n")]) is None
+    with pytest.raises(raymap.MeshError, match="no 'end_header' line"):
+        raymap.load_mesh(data.replace(b"end_header", b"end_heade"), "ply")
