@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from service.errors import ERRORS, InvalidRequest, describe, from_http_status
+from service.errors import ERRORS, BadRequest, InvalidRequest, describe, from_http_status
 from service.logs import request_id
 from service.metrics import Metrics
 
@@ -27,12 +27,25 @@ def render(
     return JSONResponse(body.model_dump(), status_code=spec.status, headers=headers)
 
 
+# A request with a bad value in each of thousands of fields (a descriptor of strings) is
+# told of the first few, not answered with a line per field.
+SHOWN_VALIDATION_ERRORS = 5
+
+
 def validation_message(exc: RequestValidationError) -> str:
+    errors = exc.errors()
     parts = []
-    for error in exc.errors():
+    for error in errors[:SHOWN_VALIDATION_ERRORS]:
         where = ".".join(str(x) for x in error.get("loc", ()))
         parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    if len(errors) > SHOWN_VALIDATION_ERRORS:
+        parts.append(f"and {len(errors) - SHOWN_VALIDATION_ERRORS} more")
     return "; ".join(parts) or "invalid request"
+
+
+def undecodable_body(exc: RequestValidationError) -> bool:
+    """FastAPI reports a JSON body it cannot decode as a validation error: it is a 400."""
+    return any(error.get("type") == "json_invalid" for error in exc.errors())
 
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
@@ -63,6 +76,8 @@ def install_error_handlers(app: FastAPI, retry_after_s: int, metrics: Metrics) -
 
     async def validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        if undecodable_body(exc):
+            return await known(request, BadRequest(f"the JSON body {validation_message(exc)}"))
         return await known(request, InvalidRequest(validation_message(exc)))
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import trimesh
 from fastapi.testclient import TestClient
 
 from service.app import create_app
@@ -289,6 +290,38 @@ def test_bad_descriptor_items_are_422(
     )
     assert response.status_code == 422, response.text
     assert fragment in response.json()["detail"]
+
+
+@pytest.mark.parametrize("value", [1e38, 1e-30])
+def test_descriptors_of_any_finite_scale_are_stored_as_directions(
+    client: TestClient, small_runtime: Runtime, value: float
+) -> None:
+    """Finite float32 values whose sum of squares overflows (1e38) or underflows (1e-30) in
+    float32 are a direction all the same (they were refused as "not finite and non-zero")."""
+    size = small_runtime.info.descriptor_size
+    item = {"id": f"scaled_{value > 1}", "label": "a", "descriptor": [value] * size}
+    stored = client.post("/gallery/descriptors", json=item)
+    assert stored.status_code == 201, stored.text
+    got = client.get(f"/gallery/items/{item['id']}").json()["descriptor"]
+    np.testing.assert_allclose(got, np.full(size, 1 / np.sqrt(size)), rtol=1e-6)
+
+
+def test_request_errors_say_what_is_wrong_briefly(client: TestClient) -> None:
+    """An undecodable JSON body is a 400 (the error table's), a descriptor of strings names
+    the first few bad values (not one line for each of hundreds), and a form with two files
+    is refused (the framework kept the last, silently)."""
+    broken = client.post(
+        "/gallery/descriptors", content=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert broken.status_code == 400 and broken.json()["kind"] == "bad_request", broken.text
+    strings = client.post(
+        "/gallery/descriptors", json={"id": "x", "label": "a", "descriptor": ["x"] * 513}
+    )
+    assert strings.status_code == 422
+    assert len(strings.json()["detail"]) < 600 and "and 508 more" in strings.json()["detail"]
+    chair, box = mesh_bytes("off"), trimesh.creation.box().export(file_type="off").encode()
+    two = client.post("/classify", files=[("file", ("a.off", chair)), ("file", ("b.off", box))])
+    assert two.status_code == 422 and "one mesh per request" in two.json()["detail"], two.text
 
 
 def test_bad_gallery_uploads(client: TestClient) -> None:

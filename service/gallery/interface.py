@@ -122,9 +122,15 @@ def normalize_descriptor(descriptor: np.ndarray, size: int) -> np.ndarray:
     vector = np.asarray(descriptor, dtype=np.float32).reshape(-1)
     if vector.shape != (size,):
         raise GalleryError(f"descriptor has {vector.size} values, the model's has {size}")
+    if not np.isfinite(vector).all():
+        raise GalleryError("descriptor must be finite (no NaN or infinity)")
     norm = float(np.linalg.norm(vector))
-    if not np.isfinite(norm) or norm == 0.0:
-        raise GalleryError("descriptor must be finite and non-zero")
+    if not 0.0 < norm < np.inf:  # float32's sum of squares overflowed, or underflowed
+        wide = vector.astype(np.float64)
+        norm = float(np.linalg.norm(wide))
+        if norm == 0.0:
+            raise GalleryError("descriptor must be non-zero")
+        return (wide / norm).astype(np.float32)
     return vector / np.float32(norm)
 
 

@@ -16,7 +16,13 @@ from fastapi.security import APIKeyHeader
 from starlette.formparsers import MultiPartParser
 
 from raymap.mesh import SUPPORTED_FORMATS, file_type_of
-from service.errors import NotReady, PayloadTooLarge, Unauthorized, UnsupportedFormat
+from service.errors import (
+    InvalidRequest,
+    NotReady,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedFormat,
+)
 from service.pipeline import Pipeline, Upload
 from service.state import ServiceState
 
@@ -58,10 +64,16 @@ FORMATS_TEXT = ", ".join(f".{f}" for f in SUPPORTED_FORMATS)
 
 
 async def read_upload(
-    state: State, file: Annotated[UploadFile, File(description=f"a mesh: {FORMATS_TEXT}")]
+    state: State,
+    request: Request,
+    file: Annotated[UploadFile, File(description=f"a mesh: {FORMATS_TEXT}")],
 ) -> Upload:
-    """The upload's bytes and format; the file name is only looked at for its suffix."""
+    """The upload's bytes and format; the file name is only looked at for its suffix. One
+    file a request: of two, the framework would keep the last without a word."""
     start = time.perf_counter()
+    files = (await request.form()).getlist("file")  # the form FastAPI has parsed already
+    if len(files) > 1:
+        raise InvalidRequest(f"one mesh per request: the form has {len(files)} 'file' parts")
     name = file.filename or ""
     fmt = file_type_of(name) if "." in name else ""
     if fmt not in SUPPORTED_FORMATS:
