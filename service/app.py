@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from service.errors import INTERNAL
 from service.handlers import install_error_handlers
-from service.middleware import RequestMiddleware
+from service.middleware import HeadAsGet, RequestMiddleware
 from service.routes import ROUTERS
 from service.routes.deps import keep_uploads_in_memory
 from service.schemas import ErrorResponse
@@ -50,6 +50,7 @@ def create_app(
     app.state.service = state
     keep_uploads_in_memory(settings.max_upload_bytes)
     install_error_handlers(app, settings.retry_after_s, state.metrics)
+    app.add_middleware(HeadAsGet)  # inside the request middleware: its log says HEAD
     app.add_middleware(RequestMiddleware, settings=settings, metrics=state.metrics)
     for router in ROUTERS:
         app.include_router(router)

@@ -104,3 +104,24 @@ class RequestMiddleware:
                 },
             )
             request_id.reset(token)
+
+
+class HeadAsGet:
+    """``HEAD`` wherever ``GET`` is served (HTTP's rule; FastAPI's routes take only the
+    methods they name): the request goes on as a ``GET`` and its answer without the body,
+    its headers (``Content-Length`` included) as they are."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)

@@ -268,14 +268,27 @@ def test_a_500_leaves_the_keep_alive_connection_usable(
 
 def test_a_405_allows_every_method_of_the_path(client: TestClient) -> None:
     for method, path, allowed in (
-        ("OPTIONS", "/gallery/items/x", {"GET", "DELETE"}),
-        ("PUT", "/gallery", {"GET", "POST"}),
+        ("OPTIONS", "/gallery/items/x", {"GET", "HEAD", "DELETE"}),
+        ("PUT", "/gallery", {"GET", "HEAD", "POST"}),
         ("GET", "/classify", {"POST"}),
+        ("HEAD", "/classify", {"POST"}),
     ):
         response = client.request(method, path)
         assert response.status_code == 405, (method, path)
         assert set(response.headers["allow"].replace(" ", "").split(",")) == allowed
-        assert response.json()["kind"] == "method_not_allowed"
+        if method != "HEAD":
+            assert response.json()["kind"] == "method_not_allowed"
+
+
+def test_head_is_served_wherever_get_is(client: TestClient) -> None:
+    """``curl -I`` and load balancers' checks: HEAD answers GET's status and headers, no body
+    (a 405 before)."""
+    for path in ("/livez", "/model", "/gallery/count", "/", "/gallery/items/nope"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == got.status_code, path
+        assert head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+        assert head.headers["content-length"] == str(len(got.content)), path
 
 
 def test_the_schema_documents_the_errors_the_service_gives(
