@@ -13,3 +13,8 @@ class MeshError(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def too_many_faces(n_faces: int, max_faces: int) -> MeshError:
+    """The face-limit refusal, worded once for every reader that counts faces."""
+    return MeshError(f"the mesh has {n_faces} faces, more than the limit of {max_faces}")

@@ -6,7 +6,8 @@ a mesh of one primitive of triangles (``POSITION`` as float32 ``VEC3``, indices 
 trimesh's loader gives for it, bit for bit, still +Y up (the caller turns it). ``None`` for
 any other file (several nodes or primitives, transforms, compression or quantization
 extensions, sparse or interleaved accessors, external buffers): trimesh then reads it,
-through a scene (10k faces: ~4 ms of its loading against ~0.2 ms here).
+through a scene (10k faces: ~4 ms of its loading against ~0.2 ms here), after
+:mod:`raymap.gltf_check` has read the JSON that :func:`glb_chunks` gives it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import json
 import struct
 
 import numpy as np
+
+from raymap.errors import MeshError
 
 _MAGIC = b"glTF"
 _JSON_CHUNK = 0x4E4F534A
@@ -34,10 +37,10 @@ _IDENTITY = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.
 
 def read_glb(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
     """(vertices (V, 3) float64, +Y up; faces (F, 3) int64), or ``None``: see the module."""
-    chunks = _chunks(data)
-    if chunks is None:
-        return None
-    document, binary = chunks
+    try:
+        document, binary = glb_chunks(data)
+    except MeshError:
+        return None  # the check before trimesh's reader says why
     try:
         primitive = _single_primitive(document)
         if primitive is None:
@@ -59,28 +62,42 @@ def read_glb(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
     return vertices.astype(np.float64), indices.astype(np.int64).reshape(-1, 3)
 
 
-def _chunks(data: bytes) -> tuple[dict, bytes] | None:
-    """The JSON document and the binary chunk of a GLB, or ``None``."""
+def glb_chunks(data: bytes) -> tuple[dict, bytes]:
+    """The JSON document and the binary chunk (``b""`` when there is none) of a GLB; a
+    :class:`MeshError` saying what is wrong with its container otherwise."""
     if len(data) < 20 or data[:4] != _MAGIC:
-        return None
+        raise MeshError("cannot read the GLB file: it does not start with a GLB header")
     version, length = struct.unpack_from("<II", data, 4)
-    if version != 2 or length != len(data):
-        return None
+    if version != 2:
+        raise MeshError(f"cannot read the GLB file: it is glTF version {version}, not 2")
+    if length != len(data):
+        raise MeshError(
+            f"cannot read the GLB file: its header gives a length of {length} bytes but the "
+            f"file has {len(data)} (cut short or damaged?)"
+        )
     json_length, json_type = struct.unpack_from("<II", data, 12)
     if json_type != _JSON_CHUNK or 20 + json_length > len(data):
-        return None
+        raise MeshError("cannot read the GLB file: its first chunk is not a whole JSON chunk")
     binary = b""
     at = 20 + json_length
     if at + 8 <= len(data):
         bin_length, bin_type = struct.unpack_from("<II", data, at)
-        if bin_type != _BIN_CHUNK or at + 8 + bin_length > len(data):
-            return None
-        binary = data[at + 8 : at + 8 + bin_length]
+        if bin_type == _BIN_CHUNK and at + 8 + bin_length > len(data):
+            raise MeshError(
+                f"cannot read the GLB file: its binary chunk of {bin_length} bytes runs past "
+                "the end of the file"
+            )
+        if bin_type == _BIN_CHUNK:  # a chunk of another type is skipped, as glTF says
+            binary = data[at + 8 : at + 8 + bin_length]
     try:
         document = json.loads(data[20 : 20 + json_length])
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return None
-    return (document, binary) if isinstance(document, dict) else None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MeshError(f"cannot read the GLB file: its JSON chunk is not JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise MeshError("cannot read the GLB file: its JSON is nested too deep") from exc
+    if not isinstance(document, dict):
+        raise MeshError("cannot read the GLB file: its JSON is not an object")
+    return document, binary
 
 
 def _single_primitive(document: dict) -> dict | None:

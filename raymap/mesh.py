@@ -17,6 +17,9 @@ GLTF, other OBJ) goes through trimesh's loaders.
 What an upload can make the loader read is the upload itself: every loader gets the bytes
 without a path or a resolver, so an OBJ's ``mtllib /etc/passwd`` or a glTF's ``file:`` URI
 reaches nothing on the server's disk (a glTF that needs another file is refused outright).
+A glTF or GLB that goes to trimesh is first checked on its JSON (:mod:`raymap.gltf_check`):
+its instances' faces counted against ``max_faces``, compression and sparse accessors refused
+by name, and every reference and byte range checked, before trimesh builds anything.
 
 Every failure is a :class:`~raymap.errors.MeshError` with a reason a user can act on.
 """
@@ -24,7 +27,6 @@ Every failure is a :class:`~raymap.errors.MeshError` with a reason a user can ac
 from __future__ import annotations
 
 import io
-import json
 import re
 import warnings
 from pathlib import Path
@@ -34,8 +36,9 @@ import numpy as np
 import trimesh
 
 from raymap.distinct import distinct_points
-from raymap.errors import MeshError
+from raymap.errors import MeshError, too_many_faces
 from raymap.glb import read_glb
+from raymap.gltf_check import check_gltf
 from raymap.ply import read_ply
 from raymap.text_numbers import counted_triangles, parse_lettered_rows, parse_numbers
 
@@ -56,8 +59,6 @@ _OBJ_SLASHED = re.compile(rb"(?<=[0-9])/[^ \t\r\n]*")  # a/t/n -> a, after a dig
 _OBJ_LEADING_COMMENTS = re.compile(
     rb"(?:#[^\n]*\n)+"
 )  # not int(): it also takes "4_0", "+4" and "٤"
-# A JSON document nested deeper than this is no glTF; json.loads would recurse into it.
-_MAX_JSON_DEPTH = 64
 
 
 class Triangles(Protocol):
@@ -97,8 +98,8 @@ def load_mesh(data: bytes, file_type: str, max_faces: int = DEFAULT_MAX_FACES) -
     elif simple is not None:
         vertices, faces = simple
     else:
-        if fmt == "gltf":
-            _check_gltf_is_self_contained(data)
+        if fmt in ("glb", "gltf"):  # what trimesh would build, and whether it can read it
+            check_gltf(data, fmt, max_faces)
         vertices, faces = _read_with_trimesh(data, fmt)
     if fmt == "stl":
         vertices, faces = _shared_corners(vertices, faces)
@@ -133,7 +134,7 @@ def validate_mesh(mesh: Triangles, max_faces: int | None = DEFAULT_MAX_FACES) ->
     if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
         raise MeshError("the mesh has no faces (a point cloud or an empty file?)")
     if max_faces is not None and len(faces) > max_faces:
-        raise MeshError(f"the mesh has {len(faces)} faces, more than the limit of {max_faces}")
+        raise too_many_faces(len(faces), max_faces)
     lowest, highest = int(faces.min()), int(faces.max())
     if lowest < 0 or highest >= len(vertices):
         raise MeshError(
@@ -171,48 +172,6 @@ def _read_with_trimesh(data: bytes, fmt: str) -> tuple[np.ndarray, np.ndarray]:
     return vertices, faces.reshape(-1, 3) if faces.size else np.zeros((0, 3), np.int64)
 
 
-def _check_gltf_is_self_contained(data: bytes) -> None:
-    """An uploaded .gltf cannot reach its .bin or texture files: say so plainly."""
-    depth = _json_depth(data)
-    if depth > _MAX_JSON_DEPTH:
-        raise MeshError(
-            f"cannot read the GLTF file: its JSON is nested {depth} deep (at most "
-            f"{_MAX_JSON_DEPTH})"
-        )
-    try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MeshError(f"cannot read the GLTF file: it is not JSON ({exc})") from exc
-    if not isinstance(document, dict):
-        raise MeshError("cannot read the GLTF file: its JSON is not an object")
-    buffers = document.get("buffers", [])
-    if not isinstance(buffers, list) or not all(isinstance(b, dict) for b in buffers):
-        raise MeshError("cannot read the GLTF file: 'buffers' must be a list of objects")
-    external = [
-        str(buffer.get("uri"))
-        for buffer in buffers
-        if not str(buffer.get("uri", "data:")).startswith("data:")
-    ]
-    if external:
-        raise MeshError(
-            f"the GLTF file refers to external files ({', '.join(external[:3])}); "
-            "upload a .glb, or a .gltf with embedded buffers"
-        )
-
-
-def _json_depth(data: bytes) -> int:
-    """How deep the brackets of a JSON text nest (brackets inside strings count too: an
-    upper bound, which is all a limit needs); vectorized, so a 32 MiB file costs ~0.1 s."""
-    chars = np.frombuffer(data, dtype=np.uint8)
-    step = np.zeros(256, dtype=np.int8)
-    step[[ord("["), ord("{")]] = 1
-    step[[ord("]"), ord("}")]] = -1
-    steps = step[chars]
-    if not steps.any():
-        return 0
-    return int(np.add.accumulate(steps, dtype=np.int64).max())
-
-
 def _read_off(data: bytes, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
     """Vectorized OFF reader for the common case: triangles without colours."""
     if b"#" in data:
@@ -232,7 +191,7 @@ def _read_off(data: bytes, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
         )
     n_vertices, n_faces = int(tokens[0]), int(tokens[1])
     if n_faces > max_faces:
-        raise MeshError(f"the mesh has {n_faces} faces, more than the limit of {max_faces}")
+        raise too_many_faces(n_faces, max_faces)
     if n_faces == 0:
         raise MeshError("the mesh has no faces (a point cloud or an empty file?)")
     if match.group(1) == b"OFF":

@@ -1,10 +1,14 @@
 """GLB of one mesh: numpy's reading gives trimesh's arrays bit for bit, and any other GLB still
-goes to trimesh."""
+goes to trimesh; what :mod:`raymap.gltf_check` refuses in a .gltf or .glb before trimesh reads
+it (instancing bombs, compression, sparse accessors, bad references) and what it lets through."""
 
 from __future__ import annotations
 
+import base64
+import copy
 import json
 import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +135,229 @@ def test_any_other_glb_is_left_to_trimesh(data: bytes) -> None:
 def test_indices_that_are_not_triangles_are_left_to_trimesh() -> None:
     data = one_mesh(BOX.vertices, BOX_INDICES[:-1])
     assert read_glb(data) is None
+
+
+# ----------------------------------------------------------------------------- the check
+
+
+def box_scene(n_instances: int = 1) -> tuple[dict, bytes]:
+    """A glTF document and its one buffer: a 12-face box, placed by ``n_instances`` nodes
+    that are children of one root node."""
+    positions = BOX.vertices.astype("<f4").tobytes()  # 8 * 12 bytes
+    indices = BOX_INDICES.tobytes()  # 36 * 4 bytes
+    nodes = [{"children": list(range(1, n_instances + 1))}]
+    nodes += [{"mesh": 0, "translation": [2.0 * i, 0.0, 0.0]} for i in range(n_instances)]
+    document = {
+        "asset": {"version": "2.0"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": nodes,
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1}]}],
+        "accessors": [
+            {"bufferView": 0, "componentType": 5126, "type": "VEC3", "count": 8},
+            {"bufferView": 1, "componentType": 5125, "type": "SCALAR", "count": 36},
+        ],
+        "bufferViews": [
+            {"buffer": 0, "byteLength": len(positions)},
+            {"buffer": 0, "byteOffset": len(positions), "byteLength": len(indices)},
+        ],
+        "buffers": [{"byteLength": len(positions) + len(indices)}],
+    }
+    return document, positions + indices
+
+
+def as_file(document: dict, binary: bytes, fmt: str) -> bytes:
+    """``document`` with ``binary`` as its one buffer: a GLB, or a .gltf with a data URI."""
+    if fmt == "glb":
+        return glb(document, binary)
+    document = copy.deepcopy(document)
+    encoded = base64.b64encode(binary).decode()
+    document["buffers"][0]["uri"] = "data:application/octet-stream;base64," + encoded
+    return json.dumps(document).encode()
+
+
+@pytest.fixture
+def trimesh_never_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("trimesh read a file the check should have refused")
+
+    monkeypatch.setattr(trimesh, "load_scene", refuse)
+
+
+@pytest.mark.parametrize("fmt", ["gltf", "glb"])
+def test_an_instancing_bomb_is_refused_before_trimesh_builds_it(
+    fmt: str, trimesh_never_reads: None
+) -> None:
+    """1,000 nodes of one 20,480-face sphere took 6 s and 3.5 GB in trimesh before the face
+    limit refused them; the check counts the instances' faces from the JSON."""
+    data = as_file(*box_scene(20_000), fmt)  # 240,000 faces in a ~1 MB file
+    started = time.perf_counter()
+    with pytest.raises(raymap.MeshError) as info:
+        raymap.load_mesh(data, fmt, max_faces=239_999)
+    assert info.value.reason == "the mesh has 240000 faces, more than the limit of 239999"
+    assert time.perf_counter() - started < 2.0  # ~0.05 s; trimesh needed minutes
+
+
+@pytest.mark.parametrize("fmt", ["gltf", "glb"])
+def test_a_scene_at_the_face_limit_loads_every_instance(fmt: str) -> None:
+    data = as_file(*box_scene(10), fmt)
+    mesh = raymap.load_mesh(data, fmt, max_faces=120)
+    assert len(mesh.faces) == 120
+    np.testing.assert_allclose(mesh.extents, [19.0, 1.0, 1.0])  # 10 boxes along x, 2 apart
+    with pytest.raises(raymap.MeshError, match="the mesh has 120 faces, more than the limit"):
+        raymap.load_mesh(data, fmt, max_faces=119)
+
+
+def test_instances_are_counted_once_per_node_as_trimesh_builds_them() -> None:
+    """A node reached twice (two parents, or a cycle back to it) is one instance."""
+    document, binary = box_scene(2)
+    document["nodes"][1]["children"] = [2]  # node 2: a child of nodes 0 and 1
+    document["nodes"][2]["children"] = [1]  # and node 1's parent: a cycle
+    data = as_file(document, binary, "gltf")
+    assert len(_read_with_trimesh(data, "gltf")[1]) == 24
+    assert len(raymap.load_mesh(data, "gltf", max_faces=24).faces) == 24
+
+
+def _draco(document: dict) -> None:
+    primitive = document["meshes"][0]["primitives"][0]
+    primitive["extensions"] = {
+        "KHR_draco_mesh_compression": {"bufferView": 0, "attributes": {"POSITION": 0}}
+    }
+    document["extensionsUsed"] = ["KHR_draco_mesh_compression"]
+    document["extensionsRequired"] = ["KHR_draco_mesh_compression"]
+
+
+def _meshopt(name: str):
+    def compress(document: dict) -> None:
+        view = document["bufferViews"][0]
+        view["extensions"] = {name: {"buffer": 0, "byteLength": 96, "byteStride": 12,
+                                     "count": 8, "mode": "ATTRIBUTES"}}  # fmt: skip
+        document["extensionsUsed"] = [name]
+
+    return compress
+
+
+def _sparse(document: dict) -> None:
+    """Vertex 3 moved by a sparse override: trimesh ignored it and gave the plain box."""
+    document["accessors"][0]["sparse"] = {
+        "count": 1,
+        "indices": {"bufferView": 1, "componentType": 5125},
+        "values": {"bufferView": 0},
+    }
+
+
+@pytest.mark.parametrize("fmt", ["gltf", "glb"])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (
+            _draco,
+            "uses Draco mesh compression (KHR_draco_mesh_compression), which this service "
+            "cannot read; export it without compression",
+        ),
+        (_meshopt("EXT_meshopt_compression"), "uses meshopt compression (EXT_meshopt_compr"),
+        (_meshopt("KHR_meshopt_compression"), "uses meshopt compression (KHR_meshopt_compr"),
+        (_sparse, "uses a sparse accessor (accessor 0), which this service cannot read"),
+    ],
+    ids=["draco", "ext-meshopt", "khr-meshopt", "sparse"],
+)
+def test_geometry_trimesh_cannot_read_is_refused_by_name(fmt: str, change, reason: str) -> None:
+    """These gave a wrong answer (sparse, meshopt) or 'zero extent' (Draco) before."""
+    document, binary = box_scene()
+    change(document)
+    with pytest.raises(raymap.MeshError) as info:
+        raymap.load_mesh(as_file(document, binary, fmt), fmt)
+    assert info.value.reason.startswith(f"the {fmt.upper()} file {reason}"), info.value.reason
+
+
+def _set(path: str, value: object):
+    """A change to ``document``: the item at ``path`` (keys and list positions, dotted) set."""
+
+    def change(document: dict) -> None:
+        *parents, last = [int(k) if k.isdigit() else k for k in path.split(".")]
+        holder = document
+        for key in parents:
+            holder = holder[key]
+        holder[last] = value
+
+    return change
+
+
+@pytest.mark.parametrize("fmt", ["gltf", "glb"])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_set("scene", 5), "the file's 'scene' field refers to scene 5, but the file has 1 scene"),
+        (_set("scenes.0.nodes", [7]), "scene 0 refers to node 7, but the file has 3 nodes"),
+        (_set("nodes.0.children", [1, 9]), "node 0 refers to node 9, but the file has 3 nodes"),
+        (_set("nodes.1.mesh", 4), "node 1 refers to mesh 4, but the file has 1 mesh"),
+        (
+            _set("meshes.0.primitives.0.indices", 2),
+            "mesh 0, primitive 0 refers to accessor 2, but the file has 2 accessors",
+        ),
+        (
+            _set("accessors.1.componentType", 9999),
+            "accessor 1 has componentType 9999; glTF knows 5120, 5121, 5122, 5123, 5125, 5126",
+        ),
+        (_set("accessors.0.type", "VEC7"), "accessor 0 has type 'VEC7'; glTF knows SCALAR,"),
+        (
+            _set("accessors.0.count", 9),
+            "accessor 0 needs bytes 0 to 108 of bufferView 0, which has 96 bytes",
+        ),
+        (
+            _set("bufferViews.1.byteOffset", 150),
+            "bufferView 1 spans bytes 150 to 294 of buffer 0, but ",
+        ),
+    ],
+    ids=["scene", "root", "child", "mesh", "accessor", "component", "type", "count", "view"],
+)
+def test_bad_references_say_which_and_where(fmt: str, change, reason: str) -> None:
+    """These were 'list index out of range' called face indices, '9999' or AssertionError."""
+    document, binary = box_scene(2)
+    change(document)
+    with pytest.raises(raymap.MeshError) as info:
+        raymap.load_mesh(as_file(document, binary, fmt), fmt)
+    assert info.value.reason.startswith(reason), info.value.reason
+
+
+def test_damaged_base64_says_so() -> None:
+    document = json.loads(as_file(*box_scene(), "gltf"))
+    document["buffers"][0]["uri"] = "data:application/octet-stream;base64,!!!!"
+    with pytest.raises(raymap.MeshError) as info:
+        raymap.load_mesh(json.dumps(document).encode(), "gltf")
+    assert info.value.reason == (
+        "bufferView 0 spans bytes 0 to 96 of buffer 0, but its base64 data decodes to 0 bytes "
+        "(a damaged or cut-short file?)"
+    )
+
+
+def test_a_glb_cut_short_says_so() -> None:
+    data = as_file(*box_scene(2), "glb")
+    with pytest.raises(raymap.MeshError) as info:
+        raymap.load_mesh(data[:-40], "glb")
+    assert info.value.reason == (
+        f"cannot read the GLB file: its header gives a length of {len(data)} bytes but the "
+        f"file has {len(data) - 40} (cut short or damaged?)"
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _set("meshes.0.primitives.0.mode", 5),  # a strip: 34 triangles
+        _set("meshes.0.primitives.0.indices", None),  # no indices: becomes [0..8), 2 faces...
+    ],
+    ids=["strip", "no-indices"],
+)
+def test_other_layouts_still_read_as_trimesh_reads_them(change) -> None:
+    document, binary = box_scene(2)
+    change(document)
+    primitive = document["meshes"][0]["primitives"][0]
+    if primitive.get("indices", 0) is None:
+        del primitive["indices"]
+        document["accessors"][0]["count"] = 6  # two triangles of the box's first corners
+    data = as_file(document, binary, "gltf")
+    mesh = raymap.load_mesh(data, "gltf")
+    vertices, faces = _read_with_trimesh(data, "gltf")
+    np.testing.assert_array_equal(mesh.vertices, vertices @ _Y_UP_TO_Z_UP.T)
+    np.testing.assert_array_equal(mesh.faces, faces)
