@@ -35,7 +35,6 @@ _BLANKS = bytes.maketrans(b"\t\r\v\f", b"    ")  # one separator within a line: 
 _COMMENT = re.compile(rb"#[^\n]*")
 _CONTINUATION = re.compile(rb"\\ *\n")
 _LEADING_SPACES = re.compile(rb"^ +", re.MULTILINE)
-_SLASHED = re.compile(rb"(?<=[0-9])/[^ \n]*")  # a/t/n -> a, after a digit only
 # Bytes that are no part of a JSON number: then each token is checked before float() reads it
 # (float() also takes "1_0" and "infinity", which OBJ writers do not mean).
 _NOT_NUMBER_BYTES = re.compile(rb"[^0-9.eE+\- \n]")
@@ -101,7 +100,9 @@ def _statements(data: bytes) -> bytes:
         text += b"\n"
     if b"\\" in text:
         text = _join_continued_lines(text)
-    return _LEADING_SPACES.sub(b"", text)
+    if text.startswith(b" ") or b"\n " in text:
+        text = _LEADING_SPACES.sub(b"", text)
+    return text
 
 
 def _join_continued_lines(text: bytes) -> bytes:
@@ -126,6 +127,20 @@ def _bodies(chars: np.ndarray, line_ends: np.ndarray, lines: np.ndarray) -> byte
     inside[starts + 1] = 1  # the byte after the keyword: a space or the line end
     inside[line_ends[lines] + 1] = -1
     return chars[np.cumsum(inside[:-1], dtype=np.int8).view(bool)].tobytes()
+
+
+def _without_slashed(body: bytes) -> bytes:
+    """Each ``a/t/n`` as ``a``: from a slash after a digit to the token's end (a regular
+    expression took 0.3 s on 500k faces; this ~0.05 s)."""
+    chars = np.frombuffer(body, dtype=np.uint8)
+    slashes = np.flatnonzero(chars == ord("/"))
+    slashes = slashes[(chars[slashes - 1] >= ord("0")) & (chars[slashes - 1] <= ord("9"))]
+    separators = np.flatnonzero((chars == _SPACE) | (chars == _NEWLINE))
+    ends = separators[np.searchsorted(separators, slashes)]  # body ends with a line end
+    first = np.concatenate(([True], ends[1:] != ends[:-1]))  # a token's first such slash
+    cut = np.zeros(len(chars) + 1, dtype=np.int8)
+    cut[slashes[first]], cut[ends[first]] = 1, -1
+    return chars[~np.cumsum(cut[:-1], dtype=np.int8).view(bool)].tobytes()
 
 
 def _token_counts(body: bytes, n_lines: int) -> np.ndarray:
@@ -201,7 +216,7 @@ def _faces(
         return np.zeros((0, 3), dtype=np.int64)
     body = _bodies(chars, line_ends, f_lines)
     if b"/" in body:
-        body = _SLASHED.sub(b"", body)
+        body = _without_slashed(body)
     counts = _token_counts(body, len(f_lines))
     values = _numbers(body, counts, f_lines, where)
     line_of_corner = np.repeat(np.arange(len(f_lines)), counts)
