@@ -135,6 +135,8 @@ def _without_slashed(body: bytes) -> bytes:
     chars = np.frombuffer(body, dtype=np.uint8)
     slashes = np.flatnonzero(chars == ord("/"))
     slashes = slashes[(chars[slashes - 1] >= ord("0")) & (chars[slashes - 1] <= ord("9"))]
+    if slashes.size == 0:  # "/1": no index before the slash, which the number parser refuses
+        return body
     separators = np.flatnonzero((chars == _SPACE) | (chars == _NEWLINE))
     ends = separators[np.searchsorted(separators, slashes)]  # body ends with a line end
     first = np.concatenate(([True], ends[1:] != ends[:-1]))  # a token's first such slash
@@ -195,10 +197,10 @@ def _vertices(
     width = int(counts.min())
     if width < 3:
         if (counts == width).all():  # "v x y" throughout: validate_mesh names the width
-            return values.reshape(-1, width)
+            return values.reshape(len(counts), width)
         line = where.number(v_lines[np.argmin(counts)])
         raise MeshError(
-            f"line {line} of the OBJ file has a vertex of {width} coordinates; 3D needs 3"
+            f"line {line} of the OBJ file has a vertex of {width} coordinates; a 3D mesh needs 3"
         )
     first = np.cumsum(counts) - counts
     return values[first[:, None] + np.arange(3)]  # (V, 3): x y z, then w or colours dropped

@@ -495,3 +495,18 @@ def test_obj_in_utf16_loads(no_trimesh) -> None:
     for codec in ("utf-16", "utf-16-be"):
         data = (codecs.BOM_UTF16_BE if codec.endswith("be") else b"") + QUAD_CUBE.encode(codec)
         np.testing.assert_array_equal(corners(data), corners(TRIANGLE_CUBE.encode()))
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("v\nv\nv\nf 1 2 3\n", "0 coordinates each"),
+        ("g\nv 0 0 0\nv 1 0 0\nv 0 1 0\nf /1 2 3\n", "line 5 has '/1', which is not a number"),
+        ("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0\nf 1 2 3\n", "line 4 of the OBJ file has a vertex of 2"),
+        ("\ufeff", "no faces"),
+    ],
+)
+def test_obj_statements_without_their_numbers_are_mesh_errors(text: str, reason: str) -> None:
+    """From fuzzing the statement reader: a bare ``v`` reached a reshape, ``/1`` a mask."""
+    with pytest.raises(raymap.MeshError, match=reason):
+        raymap.load_mesh(text.encode(), "obj")
