@@ -8,7 +8,7 @@ from their first corner; a line of fewer than three corners is skipped, as there
 statement (``vt vn vp``, ``g o s``, ``usemtl mtllib``, ``l p``, free-form geometry...) is
 skipped unread. trimesh's reader made a mesh per material and named each by trying
 ``name_1``, ``name_2``... in turn: quadratic in the ``usemtl`` lines (20k of them, 429 KB:
-78 s), then merged the meshes (another ~0.3 ms each).
+78 s), then merged the meshes (another ~0.25 ms each).
 
 A negative index counts back from the newest vertex defined above its line (``-1`` is that
 vertex), as the OBJ specification says; trimesh counted back from the file's last vertex.
