@@ -11,8 +11,9 @@ ASCII PLY of triangles are read by simdjson as a JSON array, numpy's values bit 
 (:mod:`raymap.ply`), a binary STL and a GLB of one mesh (:mod:`raymap.glb`) too; an OBJ of
 only ``v`` and ``f`` lines by simdjson in place
 (:func:`~raymap.text_numbers.parse_lettered_rows`), or ``np.loadtxt`` when it has comments
-or more columns. Anything else (polygons, colours, ASCII STL, scenes of several meshes,
-GLTF, other OBJ) goes through trimesh's loaders.
+or more columns, and any other OBJ by :func:`raymap.obj.read_obj` (its ``v`` and ``f``
+statements only, in linear time). Anything else (polygons, colours, ASCII STL, scenes of
+several meshes, GLTF) goes through trimesh's loaders.
 
 What an upload can make the loader read is the upload itself: every loader gets the bytes
 without a path or a resolver, so an OBJ's ``mtllib /etc/passwd`` or a glTF's ``file:`` URI
@@ -26,6 +27,7 @@ Every failure is a :class:`~raymap.errors.MeshError` with a reason a user can ac
 
 from __future__ import annotations
 
+import codecs
 import io
 import re
 import warnings
@@ -39,6 +41,7 @@ from raymap.distinct import distinct_points
 from raymap.errors import MeshError, too_many_faces
 from raymap.glb import read_glb
 from raymap.gltf_check import check_gltf
+from raymap.obj import obj_text, read_obj
 from raymap.ply import read_ply
 from raymap.text_numbers import counted_triangles, parse_lettered_rows, parse_numbers
 
@@ -50,8 +53,8 @@ _Y_UP_TO_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
 _OFF_HEADER = re.compile(rb"\A\s*(C?N?OFF)")
 _OFF_COMMENT = re.compile(rb"#[^\r\n]*")
 _COUNT = re.compile(rb"[0-9]+")
-# OBJ lines the fast reader understands; any other line (mtllib, usemtl, g, vn, ...) goes to
-# trimesh's reader.
+# OBJ lines the np.loadtxt reader understands; any other line (mtllib, usemtl, g, vn, ...)
+# goes to the general reader, raymap.obj.
 _OBJ_OTHER_LINE = re.compile(rb"^(?![vf][ \t]|#|[ \t\r]*$)", re.MULTILINE)
 _OBJ_FACE_LINE = re.compile(rb"^f[ \t]", re.MULTILINE)
 _OBJ_VERTEX_LINE = re.compile(rb"^v[ \t]", re.MULTILINE)
@@ -90,7 +93,7 @@ def load_mesh(data: bytes, file_type: str, max_faces: int = DEFAULT_MAX_FACES) -
         )
     if not data:
         raise MeshError(f"the {fmt.upper()} file is empty")
-    readers = {"obj": _read_simple_obj, "ply": read_ply, "stl": _read_binary_stl, "glb": read_glb}
+    readers = {"obj": _read_obj, "ply": read_ply, "stl": _read_binary_stl, "glb": read_glb}
     reader = readers.get(fmt)
     simple = reader(data) if reader is not None else None  # None: not the layout it reads
     if fmt == "off":
@@ -221,6 +224,7 @@ def _instances(mesh: trimesh.Trimesh, transforms: np.ndarray) -> tuple[np.ndarra
 
 def _read_off(data: bytes, max_faces: int) -> tuple[np.ndarray, np.ndarray]:
     """Vectorized OFF reader for the common case: triangles without colours."""
+    data = data.removeprefix(codecs.BOM_UTF8)
     if b"#" in data:
         data = _OFF_COMMENT.sub(b"", data)
     match = _OFF_HEADER.match(data)
@@ -333,16 +337,19 @@ def _looks_like_ascii_stl(data: bytes) -> bool:
     return text.startswith(b"solid") and b"facet" in text
 
 
-def _read_simple_obj(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
-    """``v x y z`` lines, then ``f a b c`` lines (``a/t/n`` too), by the number
-    parser (:func:`_read_plain_obj`) or numpy's C parser (comments, more columns); ``None``
-    for anything else (materials, groups, polygons, relative indices...)."""
-    plain = _read_plain_obj(data)
-    return plain if plain is not None else _read_obj_by_loadtxt(data)
+def _read_obj(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """``v x y z`` lines, then ``f a b c`` lines (``a/t/n`` too), by the number parser
+    (:func:`_read_plain_obj`) or numpy's C parser (comments, more columns); any other OBJ
+    (materials, groups, polygons, relative indices...) by :func:`raymap.obj.read_obj`."""
+    data = obj_text(data)  # no byte order mark, UTF-8
+    simple = _read_plain_obj(data)
+    if simple is None:
+        simple = _read_obj_by_loadtxt(data)
+    return simple if simple is not None else read_obj(data)
 
 
 def _read_obj_by_loadtxt(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
-    """:func:`_read_simple_obj` by ``np.loadtxt`` (comments and extra columns allowed)."""
+    """The simple layout of :func:`_read_obj` by ``np.loadtxt`` (comments, more columns)."""
     if _OBJ_OTHER_LINE.search(data) is not None:
         return None
     first_face = _OBJ_FACE_LINE.search(data)

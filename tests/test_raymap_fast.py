@@ -144,7 +144,6 @@ OBJ_CASES = {
     "colours": b"v 0 0 0 1 0 0\nv 1 0 0 0 1 0\nv 0 1 0 0 0 1\nv 0 0 1 1 1 1\nf 1 2 3\nf 1 2 4\n",
     "crlf": b"# made on windows\r\nv 0 0 0\r\nv 1 0 0\r\nv 0 1 0\r\nv 0 0 1\r\nf 1 2 3\r\n",
     "blank-last": b"v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 2 3\nf 1 2 4\n\n",
-    "zero-index": b"v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 0 1 2\nf 1 2 3\n",
     "slashed": b"v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1/1/1 2//2 3/3\nf 1/1/1 2/2/2 4/4/4\n",
     "slashed-trailing-space": b"v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1/1 2/2 3/3 \nf 1 2 4\n",
     "slash-after-letter": b"v 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nf 1 2 3\nf/ 1 2 4\n",
