@@ -18,8 +18,8 @@ each call's wall and CPU time; the table gives medians and the ratio theirs / ou
 the first call of each turn, which runs right after the other side's calls ("cold": its caches
 hold the other process's data, as for a request that finds the server idle or busy with other
 work), and for the turn's other calls, each right after one of its own ("warm": as a server
-busy with uploads runs them back to back). At 1k faces ours pays ~0.3-0.5 ms for the cold
-caches, a third of its time; trimesh pays about the same, a tenth of its.
+busy with uploads runs them back to back). At 1k faces ours pays ~0.3-0.4 ms for the cold
+caches, a fifth to a third of its time; trimesh ~0.8-0.9 ms, about an eighth of its.
 
 Each side runs in its own process, as the service runs only ours: in one process, trimesh's
 Embree device starts a TBB worker thread that then spins through every one of our calls too
