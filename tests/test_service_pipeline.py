@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from fastapi.testclient import TestClient
+
 from service.runtime import Runtime
 from tests.service_testing import CHAIR, REPO, InstrumentedRuntime, make_client, upload, wait_ready
 
@@ -82,6 +84,17 @@ def test_a_timed_out_cast_keeps_its_slot_for_every_mesh_route(
         assert time.monotonic() - start >= 5.0
 
 
+def occupy_the_one_worker(
+    client: TestClient, runtime: InstrumentedRuntime, off: bytes, seconds: float
+) -> None:
+    """An upload whose cast takes ``seconds``, past the limit: answered 422 ``mesh_timeout``
+    at the limit while its thread holds the one mesh worker on."""
+    wait_ready(client)
+    runtime.cast_delay_s = seconds
+    slow = client.post("/classify", files=upload("c.off", off))
+    assert slow.status_code == 422 and slow.json()["kind"] == "mesh_timeout"
+
+
 def test_an_upload_queued_behind_a_slow_cast_is_not_blamed_for_it(
     tmp_path: Path, small_runtime: Runtime
 ) -> None:
@@ -91,10 +104,7 @@ def test_an_upload_queued_behind_a_slow_cast_is_not_blamed_for_it(
     runtime = InstrumentedRuntime(small_runtime)
     off = CHAIR.read_bytes()
     with make_client(tmp_path, runtime, cast_workers=1, mesh_timeout_s=1.0) as client:
-        wait_ready(client)
-        runtime.cast_delay_s = 1.6
-        slow = client.post("/classify", files=upload("c.off", off))
-        assert slow.status_code == 422 and slow.json()["kind"] == "mesh_timeout"
+        occupy_the_one_worker(client, runtime, off, seconds=1.6)
         runtime.cast_delay_s = 0.6
         start = time.monotonic()
         queued = client.post("/classify", files=upload("c.off", off))
@@ -112,10 +122,7 @@ def test_an_upload_that_never_gets_a_worker_is_told_to_retry(
     runtime = InstrumentedRuntime(small_runtime)
     off = CHAIR.read_bytes()
     with make_client(tmp_path, runtime, cast_workers=1, mesh_timeout_s=0.5) as client:
-        wait_ready(client)
-        runtime.cast_delay_s = 3.0
-        slow = client.post("/classify", files=upload("c.off", off))
-        assert slow.status_code == 422 and slow.json()["kind"] == "mesh_timeout"
+        occupy_the_one_worker(client, runtime, off, seconds=3.0)
         runtime.cast_delay_s = 0.0
         queued = client.post("/classify", files=upload("c.off", off))
         assert queued.status_code == 503, queued.text
