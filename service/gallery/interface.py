@@ -124,7 +124,8 @@ def normalize_descriptor(descriptor: np.ndarray, size: int) -> np.ndarray:
         raise GalleryError(f"descriptor has {vector.size} values, the model's has {size}")
     if not np.isfinite(vector).all():
         raise GalleryError("descriptor must be finite (no NaN or infinity)")
-    norm = float(np.linalg.norm(vector))
+    with np.errstate(over="ignore", under="ignore"):  # handled below
+        norm = float(np.linalg.norm(vector))
     if not 0.0 < norm < np.inf:  # float32's sum of squares overflowed, or underflowed
         wide = vector.astype(np.float64)
         norm = float(np.linalg.norm(wide))
