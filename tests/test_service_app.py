@@ -339,6 +339,16 @@ def test_bad_gallery_uploads(client: TestClient) -> None:
     assert response.status_code == 422 and "at most 100" in response.json()["detail"]
 
 
+def test_null_metadata_in_a_form_is_none(client: TestClient) -> None:
+    """``-F metadata=null`` means no metadata, as ``"metadata": null`` does in JSON (it was
+    refused as not an object)."""
+    added = client.post(
+        "/gallery", files=upload("c.off", mesh_bytes("off")), data={"id": "x", "metadata": "null"}
+    )
+    assert added.status_code == 201, added.text
+    assert client.get("/gallery/items/x").json()["metadata"] is None
+
+
 def test_writes_need_the_api_key_when_set(tmp_path: Path, small_runtime: Runtime) -> None:
     with make_client(tmp_path, small_runtime, api_key="s3cret") as client:
         wait_ready(client)

@@ -160,13 +160,16 @@ def check_thumbnail(thumbnail: bytes | None) -> bytes | None:
 
 
 def parse_metadata(text: str | None) -> dict[str, Any] | None:
-    """Metadata sent as JSON text (a form field); empty means none. Checked like any other."""
+    """Metadata sent as JSON text (a form field); empty or ``null`` means none (as ``null``
+    does in a JSON body). Checked like any other."""
     if text is None or text == "":
         return None
     try:
         value = json.loads(text)
     except ValueError as exc:
         raise GalleryError(f"metadata is not valid JSON: {exc}") from None
+    if value is None:
+        return None
     if not isinstance(value, dict):
         raise GalleryError("metadata must be a JSON object of strings, numbers, booleans or null")
     check_metadata(value)
