@@ -46,17 +46,18 @@ def read_glb(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
         if primitive is None:
             return None
         accessors = document["accessors"]
-        vertices = _accessor(document, binary, accessors[primitive["attributes"]["POSITION"]])
+        position = accessors[_natural(primitive["attributes"]["POSITION"])]
+        vertices = _accessor(document, binary, position)
         if vertices is None or vertices.dtype != np.float32 or vertices.ndim != 2:
             return None
         if "indices" in primitive:
-            indices = _accessor(document, binary, accessors[primitive["indices"]])
+            indices = _accessor(document, binary, accessors[_natural(primitive["indices"])])
             if indices is None or indices.dtype.kind != "u" or indices.ndim != 1:
                 return None
         else:
             indices = np.arange(len(vertices), dtype=np.int64)
-    except (KeyError, IndexError, TypeError, ValueError):
-        return None  # a malformed document: trimesh's reader gives the error
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        return None  # a malformed document: raymap.gltf_check says what is wrong
     if len(indices) % 3:
         return None
     return vertices.astype(np.float64), indices.astype(np.int64).reshape(-1, 3)
@@ -108,7 +109,7 @@ def _single_primitive(document: dict) -> dict | None:
         return None
     if len(document.get("buffers", [])) != 1 or "uri" in document["buffers"][0]:
         return None
-    scene = document["scenes"][document.get("scene", 0)]
+    scene = document["scenes"][_natural(document.get("scene", 0))]
     nodes = document["nodes"]
     if len(nodes) != 1 or scene.get("nodes") != [0]:
         return None
@@ -118,7 +119,7 @@ def _single_primitive(document: dict) -> dict | None:
         return None
     if "mesh" not in node or "extensions" in node:
         return None
-    primitives = document["meshes"][node["mesh"]]["primitives"]
+    primitives = document["meshes"][_natural(node["mesh"])]["primitives"]
     if len(primitives) != 1:
         return None
     primitive = primitives[0]
@@ -131,7 +132,7 @@ def _accessor(document: dict, binary: bytes, accessor: dict) -> np.ndarray | Non
     """A tightly packed accessor's array from the binary chunk, or ``None``."""
     if "sparse" in accessor or accessor.get("normalized", False) or "bufferView" not in accessor:
         return None
-    view = document["bufferViews"][accessor["bufferView"]]
+    view = document["bufferViews"][_natural(accessor["bufferView"])]
     if view.get("buffer", 0) != 0:
         return None
     kind, width = accessor["componentType"], {"SCALAR": 1, "VEC3": 3}.get(accessor["type"])
@@ -140,10 +141,20 @@ def _accessor(document: dict, binary: bytes, accessor: dict) -> np.ndarray | Non
         return None
     if view.get("byteStride", dtype.itemsize * width) != dtype.itemsize * width:
         return None  # interleaved
-    count = int(accessor["count"])
-    start = int(view.get("byteOffset", 0)) + int(accessor.get("byteOffset", 0))
+    count = _natural(accessor["count"])
+    view_start = _natural(view.get("byteOffset", 0))
+    start = view_start + _natural(accessor.get("byteOffset", 0))
     end = start + count * width * dtype.itemsize
-    if end > int(view.get("byteOffset", 0)) + int(view["byteLength"]) or end > len(binary):
+    if end > view_start + _natural(view["byteLength"]) or end > len(binary):
         return None
     values = np.frombuffer(binary, dtype=dtype, count=count * width, offset=start)
     return values.reshape(count, width) if width > 1 else values
+
+
+def _natural(value: object) -> int:
+    """A glTF index, count or offset: a whole number >= 0 (JSON may hold ``-1``, which Python
+    would read from a list's end, ``"3"`` or ``1e999``); ``TypeError`` otherwise, which sends
+    the file off the fast path to :mod:`raymap.gltf_check`."""
+    if type(value) is not int or value < 0:
+        raise TypeError(f"not a whole number >= 0: {value!r:.40}")
+    return value

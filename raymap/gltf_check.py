@@ -11,13 +11,16 @@ for:
 - Draco or meshopt compression and sparse accessors, which trimesh cannot read;
 - an index past the end of its list (scene, node, mesh, material, accessor, bufferView,
   buffer), an unknown ``componentType`` or ``type``, an accessor or bufferView that reaches
-  past its data, or an accessor without data larger than the file;
-- a scene of more than ``max_faces`` triangles once every instance is counted: the triangles
-  of each node's mesh (from its accessors' ``count``), for every node the scene reaches.
+  past its data, elements that overlap (a ``byteStride`` below their size), a POSITION that
+  is not ``VEC3``, or an accessor without data larger than the file;
+- a scene of more than ``max_faces`` triangles, or ``VERTICES_PER_FACE`` times as many
+  vertices, once every instance is counted: each node's mesh's (from its accessors'
+  ``count``), for every node the scene reaches; and nodes nested deeper than
+  ``MAX_NODE_DEPTH`` (trimesh's cost grows with the square of the depth).
 
-The walk of the node graph visits each node once (a cycle ends it, depth costs nothing: it
-keeps its own stack), so it takes one step per node and per child entry, both fewer than
-the file's bytes: 100,000 nodes cost ~0.1 s, JSON parsing included.
+The walk of the node graph visits each node once (a cycle ends it; it keeps its own stack),
+so it takes one step per node and per child entry, both fewer than the file's bytes:
+100,000 nodes cost ~0.1 s, JSON parsing included.
 """
 
 from __future__ import annotations
@@ -42,6 +45,13 @@ _UNSUPPORTED = {
     "KHR_meshopt_compression": "meshopt compression",
 }
 _TRIANGLES, _STRIP, _FAN = 4, 5, 6
+# A triangle soup has 3 vertices a face, and no mesh within the face limit needs more: past
+# this, a file of few faces asks for gigabytes of vertices (a 20,000-vertex triangle placed
+# 2,000 times: 40 million).
+VERTICES_PER_FACE = 3
+# Deeper node chains cost trimesh time in the square of the depth (100,000 nested nodes:
+# 70 s); a real scene is a few dozen deep.
+MAX_NODE_DEPTH = 256
 _PLURALS = {"mesh": "meshes"}
 
 
@@ -58,10 +68,16 @@ def check_gltf(data: bytes, fmt: str, max_faces: int) -> None:
     view_sizes = _view_sizes(document, buffer_sizes, name)
     accessors = _accessors(document, view_sizes, len(data), name)
     meshes = _objects(document, "meshes", name)
-    mesh_faces = [_mesh_faces(document, mesh, accessors, name) for mesh in range(len(meshes))]
-    faces = _scene_faces(document, mesh_faces, name)
+    sizes = [_mesh_size(document, mesh, accessors, name) for mesh in range(len(meshes))]
+    faces, vertices = _scene_size(document, sizes, name)
     if faces > max_faces:
         raise too_many_faces(faces, max_faces)
+    if vertices > VERTICES_PER_FACE * max_faces:
+        raise MeshError(
+            f"the scene has {vertices} vertices once every instance is placed, more than "
+            f"{VERTICES_PER_FACE * max_faces} ({VERTICES_PER_FACE} a face at the face limit of "
+            f"{max_faces})"
+        )
 
 
 def gltf_document(data: bytes) -> dict:
@@ -193,6 +209,11 @@ def _accessors(
             view = _index(accessor["bufferView"], len(view_sizes), where, "bufferView")
             start = _whole(accessor.get("byteOffset", 0), f"{where}'s byteOffset")
             stride = views[view].get("byteStride", element)
+            if stride < element:  # elements would overlap: a way to many vertices per byte
+                raise MeshError(
+                    f"{where} reads {shape} elements of {element} bytes from bufferView {view}, "
+                    f"whose byteStride is only {stride}"
+                )
             end = start + (count - 1) * stride + element if count else start
             if end > view_sizes[view]:
                 raise MeshError(
@@ -208,10 +229,13 @@ def _accessors(
     return found
 
 
-def _mesh_faces(document: dict, mesh: int, accessors: list[tuple[int, str]], name: str) -> int:
-    """The triangles one instance of ``mesh`` has, its references checked on the way."""
+def _mesh_size(
+    document: dict, mesh: int, accessors: list[tuple[int, str]], name: str
+) -> tuple[int, int]:
+    """The triangles and vertices one instance of ``mesh`` has, its references checked on
+    the way."""
     materials = _objects(document, "materials", name)
-    faces = 0
+    faces = vertices = 0
     for index, primitive in enumerate(_primitives(document, name, mesh)):
         where = f"mesh {mesh}, primitive {index}"
         attributes = primitive.get("attributes")
@@ -219,6 +243,12 @@ def _mesh_faces(document: dict, mesh: int, accessors: list[tuple[int, str]], nam
             raise MeshError(f"{where} has no POSITION attribute")
         for attribute, accessor in attributes.items():
             _index(accessor, len(accessors), f"{where}'s {attribute}", "accessor")
+        n_positions, shape = accessors[attributes["POSITION"]]
+        if shape != "VEC3":
+            raise MeshError(
+                f"{where}'s POSITION (accessor {attributes['POSITION']}) is {shape}, not VEC3"
+            )
+        vertices += n_positions
         if "material" in primitive:
             _index(primitive["material"], len(materials), where, "material")
         mode = primitive.get("mode", _TRIANGLES)
@@ -236,35 +266,42 @@ def _mesh_faces(document: dict, mesh: int, accessors: list[tuple[int, str]], nam
             faces += corners // 3
         elif mode in (_STRIP, _FAN):
             faces += max(corners - 2, 0)
-    return faces
+    return faces, vertices
 
 
-def _scene_faces(document: dict, mesh_faces: list[int], name: str) -> int:
-    """The triangles of the scene trimesh would build: every node the default scene reaches,
-    each once, times its mesh's triangles."""
+def _scene_size(document: dict, mesh_sizes: list[tuple[int, int]], name: str) -> tuple[int, int]:
+    """The triangles and vertices of the scene trimesh would build: every node the default
+    scene reaches, each once, times its mesh's; a node chain deeper than ``MAX_NODE_DEPTH``
+    is refused."""
     scenes = _objects(document, "scenes", name)
     if not scenes:
-        return 0  # trimesh builds no instance
+        return 0, 0  # trimesh builds no instance
     nodes = _objects(document, "nodes", name)
     scene = _index(document.get("scene", 0), len(scenes), "the file's 'scene' field", "scene")
     where = f"scene {scene}"
-    stack = list(_node_list(scenes[scene], "nodes", len(nodes), where))
+    stack = [(node, 1) for node in _node_list(scenes[scene], "nodes", len(nodes), where)]
     seen = bytearray(len(nodes))
-    faces = 0
+    faces = vertices = 0
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
         if seen[node]:
             continue
         seen[node] = 1
+        if depth > MAX_NODE_DEPTH:
+            raise MeshError(
+                f"the {name} file's nodes nest more than {MAX_NODE_DEPTH} deep (node {node})"
+            )
         entry = nodes[node]
         mesh = entry.get("mesh")
         if mesh is not None:
-            if type(mesh) is not int or not 0 <= mesh < len(mesh_faces):
-                _index(mesh, len(mesh_faces), f"node {node}", "mesh")
-            faces += mesh_faces[mesh]
+            if type(mesh) is not int or not 0 <= mesh < len(mesh_sizes):
+                _index(mesh, len(mesh_sizes), f"node {node}", "mesh")
+            faces += mesh_sizes[mesh][0]
+            vertices += mesh_sizes[mesh][1]
         if "children" in entry:
-            stack += _node_list(entry, "children", len(nodes), f"node {node}")
-    return faces
+            children = _node_list(entry, "children", len(nodes), f"node {node}")
+            stack += [(child, depth + 1) for child in children]
+    return faces, vertices
 
 
 def _primitives(document: dict, name: str, mesh: int | None = None) -> list[dict]:

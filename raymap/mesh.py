@@ -106,8 +106,8 @@ def load_mesh(data: bytes, file_type: str, max_faces: int = DEFAULT_MAX_FACES) -
         vertices, faces = _read_with_trimesh(data, fmt)
     if fmt == "stl":
         vertices, faces = _shared_corners(vertices, faces)
-    if fmt in ("glb", "gltf") and len(vertices):
-        vertices = vertices @ _Y_UP_TO_Z_UP.T
+    if fmt in ("glb", "gltf") and vertices.ndim == 2 and vertices.shape[1:] == (3,):
+        vertices = vertices @ _Y_UP_TO_Z_UP.T  # (other widths: validate_mesh names them)
     # A Trimesh costs ~10 us here (process=False, validate=False: its caches are lazy).
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False, validate=False)
     validate_mesh(mesh, max_faces)
@@ -187,6 +187,8 @@ def _baked(scene: trimesh.Scene) -> tuple[np.ndarray, np.ndarray]:
     transforms: dict[str, list[np.ndarray]] = {}
     for transform, name in placed:
         transforms.setdefault(name, []).append(transform)
+    for name in transforms:  # each mesh's own corners (concatenated, one could take another's)
+        _check_own_corners(scene.geometry[name], name)
     moved = {  # name -> (k, V, 3) points, (k,) flips
         name: _instances(scene.geometry[name], np.stack(each)) for name, each in transforms.items()
     }
@@ -201,6 +203,18 @@ def _baked(scene: trimesh.Scene) -> tuple[np.ndarray, np.ndarray]:
         faces.append((corners[:, ::-1] if flips[k] else corners) + offset)
         offset += len(points[k])
     return np.concatenate(vertices), np.concatenate(faces)
+
+
+def _check_own_corners(mesh: trimesh.Trimesh, name: str) -> None:
+    """:class:`MeshError` for a face of the scene's mesh ``name`` whose corner is not one of
+    its own vertices (trimesh does not check; merged, it would be another mesh's)."""
+    corners = np.asarray(mesh.faces)
+    if corners.size and (corners.min() < 0 or corners.max() >= len(mesh.vertices)):
+        raise MeshError(
+            f"face indices out of range in the scene's mesh {name!r}: they span "
+            f"[{int(corners.min())}, {int(corners.max())}] but it has {len(mesh.vertices)} "
+            "vertices"
+        )
 
 
 def _instances(mesh: trimesh.Trimesh, transforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

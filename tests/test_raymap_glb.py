@@ -15,7 +15,8 @@ import pytest
 import trimesh
 
 import raymap
-from raymap.glb import read_glb
+from raymap import gltf_check
+from raymap.glb import glb_chunks, read_glb
 from raymap.mesh import _Y_UP_TO_Z_UP, _read_with_trimesh
 from tests.raymap_testing import CHAIR, MODELNET_MINI, assert_reads_as_trimesh
 
@@ -336,9 +337,19 @@ def _set(path: str, value: object):
             _set("bufferViews.1.byteOffset", 150),
             "bufferView 1 spans bytes 150 to 294 of buffer 0, but ",
         ),
+        (  # trimesh gave (N, 2) positions, and the turn to +Z up a bare ValueError (a 500)
+            _set("accessors.0.type", "VEC2"),
+            "mesh 0, primitive 0's POSITION (accessor 0) is VEC2, not VEC3",
+        ),
+        (  # overlapping elements: a vertex per byte, 30 million from 300 KB
+            _set("bufferViews.0.byteStride", 4),
+            "accessor 0 reads VEC3 elements of 12 bytes from bufferView 0, whose byteStride is "
+            "only 4",
+        ),
     ],
-    ids=["scene", "root", "child", "mesh", "accessor", "component", "type", "count", "view"],
-)
+    ids=["scene", "root", "child", "mesh", "accessor", "component", "type", "count", "view",
+         "position-vec2", "stride"],
+)  # fmt: skip
 def test_bad_references_say_which_and_where(fmt: str, change, reason: str) -> None:
     """These were 'list index out of range' called face indices, '9999' or AssertionError."""
     document, binary = box_scene(2)
@@ -346,6 +357,65 @@ def test_bad_references_say_which_and_where(fmt: str, change, reason: str) -> No
     with pytest.raises(raymap.MeshError) as info:
         raymap.load_mesh(as_file(document, binary, fmt), fmt)
     assert info.value.reason.startswith(reason), info.value.reason
+
+
+def test_a_malformed_glb_never_escapes_as_another_error() -> None:
+    """The one-mesh fast path read these as Python would (an AttributeError or OverflowError:
+    a 500; a negative reference from a list's end, a count given as text); now each is off
+    the fast path, and the check says what is wrong."""
+    box = trimesh.creation.box()
+    vertices, indices = box.vertices, box.faces.astype("<u4").ravel()
+    changes = [
+        {"scenes": [0]},
+        {"nodes": ["x"]},
+        {"meshes": [{"primitives": [None]}]},
+        {"scene": -1},
+    ]
+    for change in changes:
+        with pytest.raises(raymap.MeshError):
+            raymap.load_mesh(one_mesh(vertices, indices, document=change), "glb")
+    for key, value in (("count", float("inf")), ("count", "8"), ("byteOffset", -12)):
+        document, _ = glb_chunks(one_mesh(vertices, indices))
+        document["accessors"][0][key] = value
+        data = one_mesh(vertices, indices, document={"accessors": document["accessors"]})
+        with pytest.raises(raymap.MeshError, match="accessor 0's"):
+            raymap.load_mesh(data, "glb")
+
+
+def test_a_mesh_of_a_scene_cannot_use_another_meshs_vertices() -> None:
+    """A second mesh of 3 vertices whose faces reach corner 7: trimesh kept the indices, and
+    merged into one mesh they took the first mesh's vertices (a wrong mesh, no error)."""
+    document, binary = box_scene(2)
+    document["accessors"].append(
+        {"bufferView": 0, "componentType": 5126, "type": "VEC3", "count": 3}
+    )
+    document["meshes"].append({"primitives": [{"attributes": {"POSITION": 2}, "indices": 1}]})
+    document["nodes"][2]["mesh"] = 1
+    with pytest.raises(raymap.MeshError, match="face indices out of range in the scene's mesh"):
+        raymap.load_mesh(as_file(document, binary, "glb"), "glb")
+
+
+@pytest.mark.parametrize("fmt", ["gltf", "glb"])
+def test_scenes_are_bounded_in_vertices_and_depth(fmt: str) -> None:
+    """Faces alone did not bound a scene: one triangle of a many-vertex mesh placed many times
+    (2,000 times a 20,000-vertex triangle: 2.3 GB), or nodes nested a chain deep (trimesh's
+    cost grows with the square of the depth: 100,000 levels, 70 s)."""
+    document, binary = box_scene(10)
+    document["accessors"][1]["count"] = 3  # one triangle of the box's 8 vertices, 10 times
+    with pytest.raises(raymap.MeshError) as info:
+        raymap.load_mesh(as_file(document, binary, fmt), fmt, max_faces=10)
+    assert info.value.reason == (
+        "the scene has 80 vertices once every instance is placed, more than 30 (3 a face at "
+        "the face limit of 10)"
+    )
+    assert len(raymap.load_mesh(as_file(document, binary, fmt), fmt, max_faces=27).faces) == 10
+    document, binary = box_scene(1)
+    depth = gltf_check.MAX_NODE_DEPTH + 1
+    document["nodes"] = [{"children": [i + 1]} for i in range(depth - 1)] + [{"mesh": 0}]
+    with pytest.raises(raymap.MeshError, match=f"nodes nest more than {depth - 1} deep"):
+        raymap.load_mesh(as_file(document, binary, fmt), fmt)
+    document["nodes"] = [{"children": [i + 1]} for i in range(depth - 2)] + [{"mesh": 0}]
+    assert len(raymap.load_mesh(as_file(document, binary, fmt), fmt).faces) == 12
 
 
 def test_damaged_base64_says_so() -> None:
