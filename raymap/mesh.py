@@ -19,8 +19,9 @@ What an upload can make the loader read is the upload itself: every loader gets 
 without a path or a resolver, so an OBJ's ``mtllib /etc/passwd`` or a glTF's ``file:`` URI
 reaches nothing on the server's disk (a glTF that needs another file is refused outright).
 A glTF or GLB that goes to trimesh is first checked on its JSON (:mod:`raymap.gltf_check`):
-its instances' faces counted against ``max_faces``, compression and sparse accessors refused
-by name, and every reference and byte range checked, before trimesh builds anything.
+its instances' faces and vertices counted against ``max_faces``, compression and sparse
+accessors refused by name, and every reference and byte range checked, before trimesh builds
+anything.
 
 Every failure is a :class:`~raymap.errors.MeshError` with a reason a user can act on.
 """
@@ -347,7 +348,7 @@ def _read_binary_stl(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
 def _looks_like_ascii_stl(data: bytes) -> bool:
     """An ASCII STL starts with ``solid`` and has ``facet`` lines (a binary STL's 80-byte
     header may start with ``solid`` too); a UTF-8 byte order mark may come first."""
-    text = data[:65536].removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    text = data[:65536].removeprefix(codecs.BOM_UTF8).lstrip().lower()
     return text.startswith(b"solid") and b"facet" in text
 
 

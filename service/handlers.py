@@ -79,7 +79,8 @@ def install_error_handlers(app: FastAPI, retry_after_s: int, metrics: Metrics) -
     async def validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         if undecodable_body(exc):
-            return await known(request, BadRequest(f"the JSON body {validation_message(exc)}"))
+            message = f"the JSON body cannot be decoded ({validation_message(exc)})"
+            return await known(request, BadRequest(message))
         return await known(request, InvalidRequest(validation_message(exc)))
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
