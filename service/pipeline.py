@@ -223,6 +223,7 @@ class Pipeline:
         self.metrics = metrics
         self.admission = Admission(settings.max_pending, metrics)
         self.casting = 0  # uploads being parsed or ray cast
+        self.overdue = 0  # of them, those whose request gave up at the time limit
         self._cast_pool = ThreadPoolExecutor(settings.cast_workers, thread_name_prefix="cast")
         self.batcher = MicroBatcher(
             runtime.run,
@@ -409,9 +410,12 @@ class Pipeline:
         future: Future[T] = self._cast_pool.submit(run)
         permit.hold()
         self.casting += 1
+        overdue = False  # set once the request gives up on a thread that runs on
 
         def finished() -> None:
             self.casting -= 1
+            if overdue:
+                self.overdue -= 1
             permit.release()
 
         def on_done(_: Future[T]) -> None:
@@ -434,7 +438,16 @@ class Pipeline:
             remaining = start + timeout_s - time.monotonic()
             return await asyncio.wait_for(asyncio.shield(result), timeout=max(remaining, 0.0))
         result.cancel()  # nobody waits for the thread's answer any more
+        if not future.done():  # (else finished() is already on its way)
+            overdue = True
+            self.overdue += 1
         raise MeshTimeout(f"parsing and ray casting took longer than {timeout_s:g} s")
+
+    @property
+    def stalled(self) -> bool:
+        """Every mesh worker holds an upload past its time limit: nothing new can be cast
+        until one returns (``/readyz`` says so, and a load balancer sends uploads elsewhere)."""
+        return self.overdue >= self.settings.cast_workers
 
     async def _count_items(self) -> None:
         self.metrics.gallery_items.set(await self.in_thread(self.gallery.count))

@@ -117,8 +117,8 @@ def test_an_upload_that_never_gets_a_worker_is_told_to_retry(
 ) -> None:
     """The one mesh worker stays busy longer than the limit: the queued upload is dropped
     and answered 503 ``overloaded`` with Retry-After (the server is busy), not 422
-    ``mesh_timeout`` (which says the file is at fault); after the worker frees, it is
-    served."""
+    ``mesh_timeout`` (which says the file is at fault), and ``/readyz`` says ``busy`` (a load
+    balancer sends uploads elsewhere); after the worker frees, both are served."""
     runtime = InstrumentedRuntime(small_runtime)
     off = CHAIR.read_bytes()
     with make_client(tmp_path, runtime, cast_workers=1, mesh_timeout_s=0.5) as client:
@@ -129,5 +129,9 @@ def test_an_upload_that_never_gets_a_worker_is_told_to_retry(
         assert queued.json()["kind"] == "overloaded"
         assert "mesh workers stayed busy" in queued.json()["detail"]
         assert queued.headers["retry-after"] == "1"
+        stalled = client.get("/readyz")
+        assert stalled.status_code == 503 and stalled.json()["status"] == "busy", stalled.text
+        assert "past the time limit" in stalled.json()["detail"]
         time.sleep(3.0)
+        assert client.get("/readyz").status_code == 200
         assert client.post("/classify", files=upload("c.off", off)).status_code == 200

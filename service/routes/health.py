@@ -19,8 +19,17 @@ async def livez() -> Health:
 
 @router.get("/readyz", responses={503: {"model": Health, "description": "not ready"}})
 async def readyz(state: State) -> Response:
-    """The model is loaded and warmed up and the gallery is open."""
-    if state.pipeline is not None:
+    """The model is loaded and warmed up, the gallery is open, and a mesh worker is free of
+    uploads past their time limit."""
+    pipeline = state.pipeline
+    if pipeline is not None and pipeline.stalled:
+        detail = (
+            f"all {pipeline.settings.cast_workers} mesh workers are still busy with uploads "
+            "past the time limit"
+        )
+        body = Health(status="busy", detail=detail)
+        return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
+    if pipeline is not None:
         return JSONResponse(Health(status="ready").model_dump())
     detail = state.load_error or "loading"
     body = Health(status="failed" if state.load_error else "loading", detail=detail)
