@@ -63,12 +63,13 @@ def check_gltf(data: bytes, fmt: str, max_faces: int) -> None:
         document, binary = glb_chunks(data)
     else:
         document, binary = gltf_document(data), None
-    _check_extensions(document, name)
+    primitives = _primitives(document, name)  # each mesh's, each list checked once
+    _check_extensions(document, primitives, name)
     buffer_sizes = _buffer_sizes(document, binary, name)
     view_sizes = _view_sizes(document, buffer_sizes, name)
     accessors = _accessors(document, view_sizes, len(data), name)
-    meshes = _objects(document, "meshes", name)
-    sizes = [_mesh_size(document, mesh, accessors, name) for mesh in range(len(meshes))]
+    n_materials = len(_objects(document, "materials", name))
+    sizes = [_mesh_size(mesh, each, accessors, n_materials) for mesh, each in enumerate(primitives)]
     faces, vertices = _scene_size(document, sizes, name)
     if faces > max_faces:
         raise too_many_faces(faces, max_faces)
@@ -120,11 +121,12 @@ def _json_depth(data: bytes) -> int:
     return int(np.add.accumulate(steps, dtype=np.int64).max())
 
 
-def _check_extensions(document: dict, name: str) -> None:
+def _check_extensions(document: dict, primitives: list[list[dict]], name: str) -> None:
     """Refuse compressed geometry, whether the file declares it or only uses it."""
     used = set(_strings(document.get("extensionsRequired")))
     used |= set(_strings(document.get("extensionsUsed")))
-    for holder in [*_objects(document, "bufferViews", name), *_primitives(document, name)]:
+    every_primitive = [primitive for each in primitives for primitive in each]
+    for holder in [*_objects(document, "bufferViews", name), *every_primitive]:
         extensions = holder.get("extensions")
         if isinstance(extensions, dict):
             used |= set(extensions)
@@ -230,13 +232,12 @@ def _accessors(
 
 
 def _mesh_size(
-    document: dict, mesh: int, accessors: list[tuple[int, str]], name: str
+    mesh: int, primitives: list[dict], accessors: list[tuple[int, str]], n_materials: int
 ) -> tuple[int, int]:
-    """The triangles and vertices one instance of ``mesh`` has, its references checked on
-    the way."""
-    materials = _objects(document, "materials", name)
+    """The triangles and vertices one instance of mesh ``mesh`` (its ``primitives``) has, its
+    references checked on the way."""
     faces = vertices = 0
-    for index, primitive in enumerate(_primitives(document, name, mesh)):
+    for index, primitive in enumerate(primitives):
         where = f"mesh {mesh}, primitive {index}"
         attributes = primitive.get("attributes")
         if not isinstance(attributes, dict) or "POSITION" not in attributes:
@@ -250,7 +251,7 @@ def _mesh_size(
             )
         vertices += n_positions
         if "material" in primitive:
-            _index(primitive["material"], len(materials), where, "material")
+            _index(primitive["material"], n_materials, where, "material")
         mode = primitive.get("mode", _TRIANGLES)
         if "indices" in primitive:
             accessor = _index(primitive["indices"], len(accessors), where, "accessor")
@@ -304,17 +305,14 @@ def _scene_size(document: dict, mesh_sizes: list[tuple[int, int]], name: str) ->
     return faces, vertices
 
 
-def _primitives(document: dict, name: str, mesh: int | None = None) -> list[dict]:
-    """The primitives of ``mesh``, or of every mesh."""
-    meshes = _objects(document, "meshes", name)
-    chosen = meshes if mesh is None else [meshes[mesh]]
+def _primitives(document: dict, name: str) -> list[list[dict]]:
+    """Each mesh's primitives (a list of objects each, or a :class:`MeshError`)."""
     primitives = []
-    for index, each in enumerate(chosen):
-        found = each.get("primitives")
+    for index, mesh in enumerate(_objects(document, "meshes", name)):
+        found = mesh.get("primitives")
         if not isinstance(found, list) or not all(isinstance(p, dict) for p in found):
-            number = index if mesh is None else mesh
-            raise MeshError(f"mesh {number}'s 'primitives' must be a list of objects")
-        primitives.extend(found)
+            raise MeshError(f"mesh {index}'s 'primitives' must be a list of objects")
+        primitives.append(found)
     return primitives
 
 

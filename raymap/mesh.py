@@ -184,38 +184,37 @@ def _baked(scene: trimesh.Scene) -> tuple[np.ndarray, np.ndarray]:
     placed = [(t, n) for t, n in placed if isinstance(scene.geometry[n], trimesh.Trimesh)]
     if not placed:
         return np.zeros((0, 3)), np.zeros((0, 3), np.int64)
-    names = [name for _, name in placed]
     transforms: dict[str, list[np.ndarray]] = {}
     for transform, name in placed:
         transforms.setdefault(name, []).append(transform)
-    for name in transforms:  # each mesh's own corners (concatenated, one could take another's)
-        _check_own_corners(scene.geometry[name], name)
+    corners = {name: _own_corners(scene.geometry[name], name) for name in transforms}
     moved = {  # name -> (k, V, 3) points, (k,) flips
         name: _instances(scene.geometry[name], np.stack(each)) for name, each in transforms.items()
     }
     vertices, faces, offset = [], [], 0
     seen: dict[str, int] = dict.fromkeys(moved, 0)
-    for name in names:
+    for _, name in placed:
         points, flips = moved[name]
         k = seen[name]
         seen[name] = k + 1
-        corners = np.asarray(scene.geometry[name].faces, dtype=np.int64).reshape(-1, 3)
         vertices.append(points[k])
-        faces.append((corners[:, ::-1] if flips[k] else corners) + offset)
+        faces.append((corners[name][:, ::-1] if flips[k] else corners[name]) + offset)
         offset += len(points[k])
     return np.concatenate(vertices), np.concatenate(faces)
 
 
-def _check_own_corners(mesh: trimesh.Trimesh, name: str) -> None:
-    """:class:`MeshError` for a face of the scene's mesh ``name`` whose corner is not one of
-    its own vertices (trimesh does not check; merged, it would be another mesh's)."""
-    corners = np.asarray(mesh.faces)
+def _own_corners(mesh: trimesh.Trimesh, name: str) -> np.ndarray:
+    """(F, 3) int64 faces of the scene's mesh ``name``; :class:`MeshError` for a corner that
+    is not one of its own vertices (trimesh does not check; merged, it would be another
+    mesh's)."""
+    corners = np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3)
     if corners.size and (corners.min() < 0 or corners.max() >= len(mesh.vertices)):
         raise MeshError(
             f"face indices out of range in the scene's mesh {name!r}: they span "
             f"[{int(corners.min())}, {int(corners.max())}] but it has {len(mesh.vertices)} "
             "vertices"
         )
+    return corners
 
 
 def _instances(mesh: trimesh.Trimesh, transforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -126,9 +126,10 @@ def _read_text(body: bytes, layout: _TriangleLayout) -> tuple[np.ndarray, np.nda
     values = parse_numbers(body)
     n_properties = len(layout.vertex_types)
     n_vertex_values = layout.n_vertices * n_properties
-    if values is not None and values.size < n_vertex_values + 4 * layout.n_faces:
-        raise _cut_short(layout, f"{values.size} numbers", n_vertex_values + 4 * layout.n_faces)
-    if values is None or values.size != n_vertex_values + 4 * layout.n_faces:
+    least = n_vertex_values + 4 * layout.n_faces
+    if values is not None and values.size < least:
+        raise _cut_short(layout, values.size, least, "numbers")
+    if values is None or values.size != least:
         return None  # polygons, or numbers trimesh reads its own way
     faces = counted_triangles(values[n_vertex_values:], "PLY")
     if faces is None:
@@ -145,7 +146,7 @@ def _read_binary(body: memoryview, layout: _TriangleLayout) -> tuple[np.ndarray,
     vertex_bytes = layout.n_vertices * vertex_dtype.itemsize
     size = vertex_bytes + layout.n_faces * face_dtype.itemsize
     if len(body) < size:
-        raise _cut_short(layout, f"{len(body)} bytes", size)
+        raise _cut_short(layout, len(body), size, "bytes")
     if len(body) != size:
         return None  # polygons, or a body trimesh reads its own way
     vertices = np.frombuffer(body, vertex_dtype, count=layout.n_vertices)
@@ -156,11 +157,11 @@ def _read_binary(body: memoryview, layout: _TriangleLayout) -> tuple[np.ndarray,
     return np.column_stack(columns), faces["index"].astype(np.int64)
 
 
-def _cut_short(layout: _TriangleLayout, found: str, least: int) -> MeshError:
+def _cut_short(layout: _TriangleLayout, found: int, least: int, unit: str) -> MeshError:
     """A body smaller than its header's vertices and triangles (polygons only make it
     larger): cut short, or the counts are wrong. Read on, it is a smaller, wrong mesh."""
     return MeshError(
         f"the PLY file is cut short or its counts are wrong: its header declares "
         f"{layout.n_vertices} vertices and {layout.n_faces} faces, at least {least} "
-        f"{found.split()[-1]}, but {found} follow it"
+        f"{unit}, but {found} {unit} follow it"
     )
