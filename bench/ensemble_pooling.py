@@ -28,10 +28,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from model.checkpoint import build_model, read_checkpoint  # noqa: E402
-from model.data import load_maps, split_validation  # noqa: E402
+from model.data import load_maps  # noqa: E402
 from model.ensemble import Ensemble  # noqa: E402
 from model.metrics import expected_calibration_error  # noqa: E402
-from model.trust import BINS, features_of, first_copies, least_like_training  # noqa: E402
+from model.trust import (  # noqa: E402
+    BINS,
+    features_of,
+    first_copies,
+    least_like_training,
+    training_and_validation,
+)
 
 Pooling = Callable[[torch.Tensor, float], torch.Tensor]  # (M, N, K) logits, T -> (N, K)
 
@@ -81,11 +87,7 @@ def main() -> int:
         return 2
     config = state["train_config"]
     b = int(config["bandwidth"])
-    full = load_maps(
-        config["dataset"], "train", b, config["train_rotation"], config["train_copies"],
-        int(config.get("data_seed", 0)), progress=False,
-    )  # fmt: skip
-    train, val = split_validation(full, config["val_fraction"], config["val_seed"])
+    train, val = training_and_validation(config, progress=False)
     test = load_maps("modelnet10", "test", b, "so3", 1, 0, progress=False)
     features = {
         name: features_of(network, part).float()

@@ -88,6 +88,7 @@ from model.trust import (  # noqa: E402
     retrieval_figures,
     shrec_halves,
     stranger_share,
+    training_and_validation,
 )
 
 SPLITS = ("train", "test")
@@ -350,11 +351,7 @@ def main() -> int:
     network = build_model(state).eval()
     config = state["train_config"]
     b = int(config["bandwidth"])
-    full = load_maps(
-        config["dataset"], "train", b, config["train_rotation"], config["train_copies"],
-        int(config.get("data_seed", 0)), progress=False,
-    )  # fmt: skip
-    train, val = split_validation(full, config["val_fraction"], config["val_seed"])
+    train, val = training_and_validation(config, progress=False)
     test = load_maps("modelnet10", "test", b, "so3", 1, 0, progress=False)
     ood = [load_maps(OOD_DATASET, s, b, "so3", 1, 0, progress=False) for s in ("train", "test")]
     choosing, reporting = shrec_halves(ood[0].class_names)

@@ -456,8 +456,9 @@ class FitData:
     reporting: list[str]
 
 
-def load_fit_data(network: SphericalCNN, state: dict[str, Any], progress: bool) -> FitData:
-    config = state["train_config"]
+def training_and_validation(config: dict[str, Any], progress: bool) -> tuple[MapSet, MapSet]:
+    """The training maps a checkpoint's ``train_config`` names, split as its training split
+    them: (the part it trained on, its validation split)."""
     data_seed = int(config.get("data_seed", config.get("seed", 0)))
     full = load_maps(
         config["dataset"],
@@ -469,8 +470,12 @@ def load_fit_data(network: SphericalCNN, state: dict[str, Any], progress: bool) 
         limit_per_class=config.get("limit_per_class"),
         progress=progress,
     )
-    train_part, val = split_validation(full, config["val_fraction"], config["val_seed"])
-    del full
+    return split_validation(full, config["val_fraction"], config["val_seed"])
+
+
+def load_fit_data(network: SphericalCNN, state: dict[str, Any], progress: bool) -> FitData:
+    config = state["train_config"]
+    train_part, val = training_and_validation(config, progress)
     bank = first_copies(train_part)  # one rotated copy of each training mesh
     del train_part
     val_first = first_copy_mask(val.names)
