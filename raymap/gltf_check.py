@@ -16,11 +16,14 @@ for:
 - a scene of more than ``max_faces`` triangles, or ``VERTICES_PER_FACE`` times as many
   vertices, once every instance is counted: each node's mesh's (from its accessors'
   ``count``), for every node the scene reaches; and nodes nested deeper than
-  ``MAX_NODE_DEPTH`` (trimesh's cost grows with the square of the depth).
+  ``MAX_NODE_DEPTH`` (trimesh's cost grows with the square of the depth), or in a cycle
+  (trimesh dropped some and followed others until "Iteration limit exceeded!");
+- a node using GPU instancing (``EXT_mesh_gpu_instancing``), whose instances trimesh drops:
+  it places the mesh once, where the node is.
 
-The walk of the node graph visits each node once (a cycle ends it; it keeps its own stack),
-so it takes one step per node and per child entry, both fewer than the file's bytes:
-100,000 nodes cost ~0.1 s, JSON parsing included.
+The walk of the node graph visits each node once (a node with two parents is placed once, as
+trimesh places it; it keeps its own stack), so it takes one step per node and per child
+entry, both fewer than the file's bytes: 100,000 nodes cost ~0.1 s, JSON parsing included.
 """
 
 from __future__ import annotations
@@ -38,11 +41,17 @@ from raymap.glb import glb_chunks
 MAX_JSON_DEPTH = 64
 _COMPONENT_BYTES = {5120: 1, 5121: 1, 5122: 2, 5123: 2, 5125: 4, 5126: 4}
 _TYPE_WIDTHS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
-# Extensions whose geometry trimesh cannot decode here: it would read zeros or raw bytes.
+# Extensions whose geometry trimesh cannot read here (it reads zeros or raw bytes, or drops
+# the instances), with what to do instead.
+_WITHOUT_COMPRESSION = "export it without compression"
 _UNSUPPORTED = {
-    "KHR_draco_mesh_compression": "Draco mesh compression",
-    "EXT_meshopt_compression": "meshopt compression",
-    "KHR_meshopt_compression": "meshopt compression",
+    "KHR_draco_mesh_compression": ("Draco mesh compression", _WITHOUT_COMPRESSION),
+    "EXT_meshopt_compression": ("meshopt compression", _WITHOUT_COMPRESSION),
+    "KHR_meshopt_compression": ("meshopt compression", _WITHOUT_COMPRESSION),
+    "EXT_mesh_gpu_instancing": (
+        "GPU instancing",
+        "export each instance as a node of its own (e.g. glTF-Transform's uninstance)",
+    ),
 }
 _TRIANGLES, _STRIP, _FAN = 4, 5, 6
 # A triangle soup has 3 vertices a face, and no mesh within the face limit needs more: past
@@ -122,18 +131,20 @@ def _json_depth(data: bytes) -> int:
 
 
 def _check_extensions(document: dict, primitives: list[list[dict]], name: str) -> None:
-    """Refuse compressed geometry, whether the file declares it or only uses it."""
+    """Refuse compressed geometry and GPU instances, whether the file declares them or only
+    uses them."""
     used = set(_strings(document.get("extensionsRequired")))
     used |= set(_strings(document.get("extensionsUsed")))
     every_primitive = [primitive for each in primitives for primitive in each]
-    for holder in [*_objects(document, "bufferViews", name), *every_primitive]:
+    holders = [*_objects(document, "bufferViews", name), *_objects(document, "nodes", name)]
+    for holder in [*holders, *every_primitive]:
         extensions = holder.get("extensions")
         if isinstance(extensions, dict):
             used |= set(extensions)
     for extension in sorted(used & set(_UNSUPPORTED)):
+        what, instead = _UNSUPPORTED[extension]
         raise MeshError(
-            f"the {name} file uses {_UNSUPPORTED[extension]} ({extension}), which this "
-            "service cannot read; export it without compression"
+            f"the {name} file uses {what} ({extension}), which this service cannot read; {instead}"
         )
 
 
@@ -280,14 +291,29 @@ def _scene_size(document: dict, mesh_sizes: list[tuple[int, int]], name: str) ->
     nodes = _objects(document, "nodes", name)
     scene = _index(document.get("scene", 0), len(scenes), "the file's 'scene' field", "scene")
     where = f"scene {scene}"
-    stack = [(node, 1) for node in _node_list(scenes[scene], "nodes", len(nodes), where)]
-    seen = bytearray(len(nodes))
+    roots = _node_list(scenes[scene], "nodes", len(nodes), where)
+    # Depth first, each node once: a node reached again is a second parent's child (trimesh
+    # places it once), unless it is still on the path from the root: a cycle, which trimesh
+    # either drops or follows until "Iteration limit exceeded!". Entries (node, depth,
+    # parent) enter a node; (~node, ...) leave it.
+    stack = [(node, 1, -1) for node in reversed(roots)]
+    state = bytearray(len(nodes))  # 0 not reached, 1 on the path, 2 left
     faces = vertices = 0
     while stack:
-        node, depth = stack.pop()
-        if seen[node]:
+        node, depth, parent = stack.pop()
+        if node < 0:
+            state[~node] = 2
             continue
-        seen[node] = 1
+        if state[node] == 1:
+            loop = (
+                f"node {node} is its own child"
+                if parent == node
+                else f"node {parent} has node {node} as a child, but node {node} is its ancestor"
+            )
+            raise MeshError(f"the {name} file's nodes form a cycle: {loop} (glTF nodes form trees)")
+        if state[node] == 2:
+            continue
+        state[node] = 1
         if depth > MAX_NODE_DEPTH:
             raise MeshError(
                 f"the {name} file's nodes nest more than {MAX_NODE_DEPTH} deep (node {node})"
@@ -299,9 +325,10 @@ def _scene_size(document: dict, mesh_sizes: list[tuple[int, int]], name: str) ->
                 _index(mesh, len(mesh_sizes), f"node {node}", "mesh")
             faces += mesh_sizes[mesh][0]
             vertices += mesh_sizes[mesh][1]
+        stack.append((~node, depth, parent))
         if "children" in entry:
             children = _node_list(entry, "children", len(nodes), f"node {node}")
-            stack += [(child, depth + 1) for child in children]
+            stack += [(child, depth + 1, node) for child in reversed(children)]
     return faces, vertices
 
 

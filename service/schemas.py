@@ -12,7 +12,13 @@ from service.gallery.interface import Metadata
 # Gallery ids: what a file stem looks like; nothing that could be a path.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 ItemId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-Label = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# Labels are compared exactly; whitespace around one is dropped, stored or asked for (" chair"
+# was stored as sent, and a filter for "chair" missed it).
+# (The pattern says in the OpenAPI schema that blanks alone are no label.)
+Label = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=r"\S")
+]
+LabelFilter = Annotated[str, StringConstraints(strip_whitespace=True, max_length=128)]
 
 
 class ModelRef(BaseModel):

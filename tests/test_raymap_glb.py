@@ -207,13 +207,36 @@ def test_a_scene_at_the_face_limit_loads_every_instance(fmt: str) -> None:
 
 
 def test_instances_are_counted_once_per_node_as_trimesh_builds_them() -> None:
-    """A node reached twice (two parents, or a cycle back to it) is one instance."""
+    """A node reached twice (a child of two parents) is one instance."""
     document, binary = box_scene(2)
     document["nodes"][1]["children"] = [2]  # node 2: a child of nodes 0 and 1
-    document["nodes"][2]["children"] = [1]  # and node 1's parent: a cycle
     data = as_file(document, binary, "gltf")
     assert len(_read_with_trimesh(data, "gltf")[1]) == 24
     assert len(raymap.load_mesh(data, "gltf", max_faces=24).faces) == 24
+
+
+@pytest.mark.parametrize("fmt", ["gltf", "glb"])
+@pytest.mark.parametrize(
+    ("children", "reason"),
+    [
+        # trimesh: "cannot read the GLTF file: Iteration limit exceeded!"
+        ({1: [2], 2: [1]}, "node 2 has node 1 as a child, but node 1 is its ancestor"),
+        # trimesh dropped the loop and read the box
+        ({1: [1]}, "node 1 is its own child"),
+    ],
+    ids=["two-node-cycle", "own-child"],
+)
+def test_a_cycle_of_nodes_is_refused_by_name(
+    fmt: str, children: dict[int, list[int]], reason: str
+) -> None:
+    document, binary = box_scene(2)  # node 0 the root, nodes 1 and 2 its children
+    for node, its_children in children.items():
+        document["nodes"][node]["children"] = its_children
+    with pytest.raises(raymap.MeshError) as info:
+        raymap.load_mesh(as_file(document, binary, fmt), fmt)
+    assert info.value.reason == (
+        f"the {fmt.upper()} file's nodes form a cycle: {reason} (glTF nodes form trees)"
+    )
 
 
 def test_instances_are_placed_as_trimesh_places_them_without_a_copy_each(
@@ -266,6 +289,14 @@ def _meshopt(name: str):
     return compress
 
 
+def _gpu_instances(document: dict) -> None:
+    """Node 1 draws its box at three places: trimesh drew it once, at the node."""
+    document["nodes"][1]["extensions"] = {
+        "EXT_mesh_gpu_instancing": {"attributes": {"TRANSLATION": 0}}
+    }
+    document["extensionsUsed"] = ["EXT_mesh_gpu_instancing"]
+
+
 def _sparse(document: dict) -> None:
     """Vertex 3 moved by a sparse override: trimesh ignored it and gave the plain box."""
     document["accessors"][0]["sparse"] = {
@@ -286,12 +317,18 @@ def _sparse(document: dict) -> None:
         ),
         (_meshopt("EXT_meshopt_compression"), "uses meshopt compression (EXT_meshopt_compr"),
         (_meshopt("KHR_meshopt_compression"), "uses meshopt compression (KHR_meshopt_compr"),
+        (
+            _gpu_instances,
+            "uses GPU instancing (EXT_mesh_gpu_instancing), which this service cannot read; "
+            "export each instance as a node of its own",
+        ),
         (_sparse, "uses a sparse accessor (accessor 0), which this service cannot read"),
     ],
-    ids=["draco", "ext-meshopt", "khr-meshopt", "sparse"],
+    ids=["draco", "ext-meshopt", "khr-meshopt", "gpu-instancing", "sparse"],
 )
 def test_geometry_trimesh_cannot_read_is_refused_by_name(fmt: str, change, reason: str) -> None:
-    """These gave a wrong answer (sparse, meshopt) or 'zero extent' (Draco) before."""
+    """These gave a wrong answer (sparse, meshopt, GPU instancing) or 'zero extent' (Draco)
+    before."""
     document, binary = box_scene()
     change(document)
     with pytest.raises(raymap.MeshError) as info:

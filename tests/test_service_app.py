@@ -246,6 +246,28 @@ def test_retrieve_and_gallery_round_trip(client: TestClient) -> None:
     assert client.get("/gallery/count").json() == {"count": 1}
 
 
+def test_labels_are_stored_and_asked_for_without_surrounding_whitespace(
+    client: TestClient,
+) -> None:
+    """ " chair " was stored as sent, so asking for the class "chair" missed it."""
+    added = client.post(
+        "/gallery", files=upload("c.off", mesh_bytes("off")), data={"id": "a", "label": " chair "}
+    )
+    assert added.status_code == 201, added.text
+    assert added.json()["label"] == "chair"
+    ones = [1.0] * len(client.get("/gallery/items/a").json()["descriptor"])
+    item = {"id": "b", "label": "\tchair\n", "descriptor": ones}
+    assert client.post("/gallery/descriptors", json=item).json()["label"] == "chair"
+    assert client.get("/gallery/count", params={"label": "chair"}).json() == {"count": 2}
+    assert client.get("/gallery/count", params={"label": " chair "}).json() == {"count": 2}
+    listed = client.get("/gallery", params={"label": "chair "}).json()
+    assert [i["label"] for i in listed["items"]] == ["chair", "chair"]
+    found = client.post(
+        "/retrieve", files=upload("c.off", mesh_bytes("off")), data={"label": " chair"}
+    ).json()
+    assert sorted(n["id"] for n in found["neighbors"]) == ["a", "b"]
+
+
 # Bad items for POST /gallery/descriptors: (id, label, descriptor, metadata), where a
 # descriptor of ("ones" | "zeros" | "huge") has the model's descriptor size, and the fragment
 # the 422's detail must name.
@@ -255,6 +277,7 @@ BAD_ITEMS: list[tuple[str, str, object, object, str]] = [
     ("../x", "a", "ones", None, "id"),
     ("", "a", "ones", None, "id"),
     ("x", "", "ones", None, "label"),
+    ("x", " \t ", "ones", None, "label"),
     ("x", "a", [], None, "descriptor"),
     ("x", "a", "huge", None, "finite"),
     ("x", "a", "ones", {"a": float("nan")}, "metadata"),

@@ -33,6 +33,7 @@ from service.schemas import (
     GalleryPage,
     ItemId,
     Label,
+    LabelFilter,
 )
 
 router = APIRouter(tags=["gallery"])
@@ -95,7 +96,7 @@ async def list_gallery(
     pipeline: ReadyPipeline,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    label: Annotated[str | None, Query(max_length=128)] = None,
+    label: Annotated[LabelFilter | None, Query()] = None,
 ) -> GalleryPage:
     """A page of gallery items, sorted by id."""
     gallery = pipeline.gallery
@@ -110,7 +111,7 @@ async def list_gallery(
 
 @router.get("/gallery/count", responses=responses(*READ_ERRORS))
 async def count(
-    pipeline: ReadyPipeline, label: Annotated[str | None, Query(max_length=128)] = None
+    pipeline: ReadyPipeline, label: Annotated[LabelFilter | None, Query()] = None
 ) -> GalleryCount:
     """How many items the gallery holds (of one class, with ``label``)."""
     return GalleryCount(count=await pipeline.in_thread(pipeline.gallery.count, label))

@@ -29,6 +29,7 @@ from service.routes.deps import MeshUpload, ReadyPipeline
 from service.schemas import (
     ClassifyResponse,
     ClassProbability,
+    LabelFilter,
     MeshPreviewBody,
     ModelRef,
     Neighbor,
@@ -110,7 +111,7 @@ async def retrieve(
     pipeline: ReadyPipeline,
     upload: MeshUpload,
     k: Annotated[int, Form(ge=1, description="how many neighbours")] = 10,
-    label: Annotated[str | None, Form(description="only neighbours of this class")] = None,
+    label: Annotated[LabelFilter | None, Form(description="only neighbours of this class")] = None,
 ) -> RetrieveResponse:
     """The gallery shapes most similar to a mesh (cosine of descriptors)."""
     if k > pipeline.settings.max_k:
