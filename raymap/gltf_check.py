@@ -64,9 +64,9 @@ MAX_NODE_DEPTH = 256
 _PLURALS = {"mesh": "meshes"}
 
 
-def check_gltf(data: bytes, fmt: str, max_faces: int) -> None:
-    """Raise :class:`MeshError` for a .gltf or .glb (``fmt``) that trimesh should not read;
-    see the module."""
+def check_gltf(data: bytes, fmt: str, max_faces: int) -> tuple[dict, bytes | None]:
+    """Raise :class:`MeshError` for a .gltf or .glb (``fmt``) that trimesh should not read
+    (see the module); else its JSON object and (a GLB's) binary chunk."""
     name = fmt.upper()
     if fmt == "glb":
         document, binary = glb_chunks(data)
@@ -88,6 +88,7 @@ def check_gltf(data: bytes, fmt: str, max_faces: int) -> None:
             f"{VERTICES_PER_FACE * max_faces} ({VERTICES_PER_FACE} a face at the face limit of "
             f"{max_faces})"
         )
+    return document, binary
 
 
 def gltf_document(data: bytes) -> dict:

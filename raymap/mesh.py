@@ -42,6 +42,7 @@ from raymap.distinct import distinct_points
 from raymap.errors import MeshError, too_many_faces
 from raymap.glb import read_glb
 from raymap.gltf_check import check_gltf
+from raymap.gltf_normalized import scale_normalized_positions
 from raymap.obj import obj_text, read_obj
 from raymap.ply import read_ply
 from raymap.text_numbers import counted_triangles, parse_lettered_rows, parse_numbers
@@ -103,7 +104,8 @@ def load_mesh(data: bytes, file_type: str, max_faces: int = DEFAULT_MAX_FACES) -
         vertices, faces = simple
     else:
         if fmt in ("glb", "gltf"):  # what trimesh would build, and whether it can read it
-            check_gltf(data, fmt, max_faces)
+            document, binary = check_gltf(data, fmt, max_faces)
+            data = scale_normalized_positions(document, binary, fmt) or data
         vertices, faces = _read_with_trimesh(data, fmt)
     if fmt == "stl":
         vertices, faces = _shared_corners(vertices, faces)

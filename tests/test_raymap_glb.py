@@ -15,7 +15,7 @@ import pytest
 import trimesh
 
 import raymap
-from raymap import gltf_check
+from raymap import gltf_check, gltf_normalized
 from raymap.glb import glb_chunks, read_glb
 from raymap.mesh import _Y_UP_TO_Z_UP, _read_with_trimesh
 from tests.raymap_testing import CHAIR, MODELNET_MINI, assert_reads_as_trimesh
@@ -268,6 +268,78 @@ def test_instances_are_placed_as_trimesh_places_them_without_a_copy_each(
     vertices, faces = _read_with_trimesh(data, "glb")
     assert np.array_equal(vertices, expected.vertices)
     assert np.array_equal(faces, expected.faces)
+
+
+def quantized_pair(component_type: int, normalized: bool) -> tuple[dict, bytes]:
+    """Two boxes: node 0 draws the first from ``component_type`` positions (normalized
+    integers when ``normalized``: the box's corners at 1/2 of the type's largest value), with
+    node 1, its child, drawing the second (float positions) moved by 3 along x."""
+    largest = gltf_normalized.NORMALIZED_MAX.get(component_type, 1)
+    dtype = {5120: "<i1", 5121: "<u1", 5122: "<i2", 5123: "<u2", 5126: "<f4"}[component_type]
+    code = (BOX.vertices + 0.5) * (largest // 2) if normalized else BOX.vertices + 0.5
+    first = code.astype(dtype).tobytes()
+    first += b"\0" * (-len(first) % 4)
+    second = BOX.vertices.astype("<f4").tobytes()
+    indices = BOX_INDICES.tobytes()
+    views = [(0, len(first)), (len(first), len(second)), (len(first) + len(second), len(indices))]
+    quantized = {"bufferView": 0, "componentType": component_type, "type": "VEC3", "count": 8}
+    if normalized:
+        quantized["normalized"] = True
+    document = {
+        "asset": {"version": "2.0"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0, "children": [1]}, {"mesh": 1, "translation": [3.0, 0.0, 0.0]}],
+        "meshes": [
+            {"primitives": [{"attributes": {"POSITION": 0}, "indices": 2}]},
+            {"primitives": [{"attributes": {"POSITION": 1}, "indices": 2}]},
+        ],
+        "accessors": [
+            quantized,
+            {"bufferView": 1, "componentType": 5126, "type": "VEC3", "count": 8},
+            {"bufferView": 2, "componentType": 5125, "type": "SCALAR", "count": 36},
+        ],
+        "bufferViews": [
+            {"buffer": 0, "byteOffset": start, "byteLength": length} for start, length in views
+        ],
+        "buffers": [{"byteLength": len(first) + len(second) + len(indices)}],
+        "extensionsUsed": ["KHR_mesh_quantization"],
+        "extensionsRequired": ["KHR_mesh_quantization"],
+    }
+    return document, first + second + indices
+
+
+@pytest.mark.parametrize("fmt", ["gltf", "glb"])
+@pytest.mark.parametrize("component_type", [5120, 5121, 5122, 5123])
+def test_normalized_integer_positions_are_divided_out(fmt: str, component_type: int) -> None:
+    """trimesh read the integers themselves: the first box came out 63 to 32767 times too large
+    beside the second. Each is now where the float file puts it, the child node too."""
+    largest = gltf_normalized.NORMALIZED_MAX[component_type]
+    unit = (largest // 2) / largest  # the box's side as the normalized integers store it
+    expected = raymap.load_mesh(as_file(*quantized_pair(5126, False), fmt), fmt)
+    mesh = raymap.load_mesh(as_file(*quantized_pair(component_type, True), fmt), fmt)
+    assert len(mesh.faces) == len(expected.faces) == 24
+    first, second = mesh.vertices[:8], mesh.vertices[8:]
+    np.testing.assert_allclose(first, expected.vertices[:8] * unit, atol=1e-12)
+    np.testing.assert_allclose(second, expected.vertices[8:], atol=1e-12)
+
+
+@pytest.mark.parametrize("fmt", ["gltf", "glb"])
+def test_unnormalized_integer_positions_are_read_as_they_are(fmt: str) -> None:
+    expected = raymap.load_mesh(as_file(*quantized_pair(5126, False), fmt), fmt)
+    mesh = raymap.load_mesh(as_file(*quantized_pair(5122, False), fmt), fmt)
+    np.testing.assert_array_equal(mesh.vertices, expected.vertices)
+    np.testing.assert_array_equal(mesh.faces, expected.faces)
+
+
+def test_a_mesh_mixing_quantizations_is_refused() -> None:
+    document, binary = quantized_pair(5122, True)
+    document["meshes"][0]["primitives"].append({"attributes": {"POSITION": 1}, "indices": 2})
+    with pytest.raises(raymap.MeshError) as info:
+        raymap.load_mesh(as_file(document, binary, "glb"), "glb")
+    assert info.value.reason.startswith(
+        "the GLB file's mesh 0 mixes positions of different quantizations"
+    )
 
 
 def _draco(document: dict) -> None:
