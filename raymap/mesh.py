@@ -44,7 +44,7 @@ from raymap.glb import read_glb
 from raymap.gltf_check import check_gltf
 from raymap.gltf_normalized import scale_normalized_positions
 from raymap.obj import obj_text, read_obj
-from raymap.ply import read_ply
+from raymap.ply import check_has_faces, read_ply
 from raymap.text_numbers import counted_triangles, parse_lettered_rows, parse_numbers
 
 SUPPORTED_FORMATS: tuple[str, ...] = ("obj", "off", "stl", "ply", "glb", "gltf")
@@ -106,6 +106,8 @@ def load_mesh(data: bytes, file_type: str, max_faces: int = DEFAULT_MAX_FACES) -
         if fmt in ("glb", "gltf"):  # what trimesh would build, and whether it can read it
             document, binary = check_gltf(data, fmt, max_faces)
             data = scale_normalized_positions(document, binary, fmt) or data
+        elif fmt == "ply":
+            check_has_faces(data)
         vertices, faces = _read_with_trimesh(data, fmt)
     if fmt == "stl":
         vertices, faces = _shared_corners(vertices, faces)

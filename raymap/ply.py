@@ -54,6 +54,30 @@ def read_ply(data: bytes) -> tuple[np.ndarray, np.ndarray] | None:
     return _read_binary(memoryview(data)[body_start:], layout)
 
 
+def check_has_faces(data: bytes) -> None:
+    """Raise :class:`MeshError` naming the elements of a PLY file without a ``face`` element
+    of any length (triangle strips, ``tristrips``, are not read), where the message was only
+    "no faces"."""
+    end = data.find(_END_HEADER)
+    header = data[: end if end >= 0 else 4096].decode("ascii", "replace")
+    elements = [
+        f"{words[1]} ({words[2]})"
+        for words in (line.split() for line in header.splitlines())
+        if len(words) == 3 and words[0] == "element"
+    ]
+    names = [element.split(" ")[0] for element in elements]
+    if names and "face" not in names:  # (no elements: no PLY header, trimesh says so)
+        hint = (
+            "; triangle strips are not read: export it with faces"
+            if "tristrips" in names
+            else "; a point cloud has no surface to cast rays at"
+            if names == ["vertex"]
+            else ""
+        )
+        listed = ", ".join(elements) or "none"
+        raise MeshError(f"the PLY file has no 'face' element (its elements: {listed}){hint}")
+
+
 class _TriangleLayout:
     """What the header says, if it is the one layout :func:`read_ply` reads."""
 

@@ -173,3 +173,24 @@ def test_a_header_without_its_end_says_so() -> None:
     data = ply_text(["float x", "float y", "float z"], TETRA_VERTICES, TETRA_FACES)
     with pytest.raises(raymap.MeshError, match="no 'end_header' line"):
         raymap.load_mesh(data.replace(b"end_header", b"end_heade"), "ply")
+
+
+def test_a_ply_without_a_face_element_names_its_elements() -> None:
+    """Triangle strips (an element ``tristrips``) and point clouds read as "no faces (a point
+    cloud or an empty file?)", which did not say what the file held."""
+    points = "".join(f"{v}\n" for v in TETRA_VERTICES).encode()
+    header = b"ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\nproperty float y\n"
+    header += b"property float z\n"
+    strips = header + b"element tristrips 1\nproperty list int int vertex_indices\nend_header\n"
+    with pytest.raises(raymap.MeshError) as info:
+        raymap.load_mesh(strips + points + b"4 0 1 2 3\n", "ply")
+    assert info.value.reason == (
+        "the PLY file has no 'face' element (its elements: vertex (4), tristrips (1)); "
+        "triangle strips are not read: export it with faces"
+    )
+    with pytest.raises(raymap.MeshError) as info:
+        raymap.load_mesh(header + b"end_header\n" + points, "ply")
+    assert info.value.reason == (
+        "the PLY file has no 'face' element (its elements: vertex (4)); a point cloud has no "
+        "surface to cast rays at"
+    )
