@@ -8,7 +8,7 @@ ORT ?= cpu
 
 .PHONY: setup test lint format serve data train evaluate export gallery trust bench
 
-$(VENV)/.installed-$(ORT): pyproject.toml
+$(VENV)/.installed-$(ORT): pyproject.toml setup.py raymap/_kernels.c
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[train,$(ORT),dev]'

@@ -9,7 +9,8 @@ on 2 cores.
 
 Per mesh, in one process: parse (bytes -> validated mesh), normalize (validation + centre and
 scale), hull (raymap.hull, with a small hull's planes), cast (the embree scenes built + the ray
-bundles, a small hull's by its planes), features. Then the real dataset build
+bundles with their features, a small hull's by its planes: "cast + features", the goal's
+figure, which raymap/_kernels.c computes in one pass). Then the real dataset build
 (``raymap.datasets.build_split``, process pool, fresh temporary cache). One BLAS thread, as
 in the service and the build's workers (the hull's planes are a matrix product).
 """
@@ -42,9 +43,7 @@ COLUMNS = (
     "hull",
     "cast",
     "cast_build",  # part of cast: both embree scenes (shared buffers + BVH build)
-    "cast_rays",  # part of cast: the two ray bundles
-    "features",
-    "cast + features",
+    "cast_rays",  # part of cast: the two ray bundles and their features
     "total",
 )
 Clock = Callable[[], float]
@@ -73,7 +72,6 @@ def time_meshes(
         runs = [spherical_map_timed(mesh, bandwidth, clock=clock)[1] for _ in range(repeat)]
         for run in runs:
             run["parse"] = parse_ms
-            run["cast + features"] = run["cast"] + run["features"]
             run["total"] += parse_ms
         for stage in COLUMNS:
             rows[stage].append(min(run[stage] for run in runs))
@@ -100,7 +98,7 @@ def print_stage_table(
         w, c = wall[stage], cpu[stage]
         w10 = f"{np.median(w[band]):.2f}" if n_band else "n/a"
         c10 = f"{np.median(c[band]):.2f}" if n_band else "n/a"
-        bold = "**" if stage == "cast + features" else ""
+        bold = "**" if stage == "cast" else ""
         print(
             f"| {bold}{stage}{bold} | {np.median(w):.2f} | {np.median(c):.2f} | "
             f"{np.percentile(w, 90):.2f} | {bold}{w10}{bold} | {c10} |"

@@ -4,8 +4,11 @@ One :class:`RayScene` per triangle set: the BVH is built once and any number of 
 are cast against it (one bundle per rotated copy). The scene *shares* the caller's float32
 vertex and uint32 index arrays (``rtcSetSharedGeometryBuffer``): nothing is copied element by
 element, which is what embreex's own ``TriangleMesh`` constructor does (it cost more than the
-BVH build itself). Rays go to Embree in packets of 8 (``rtcIntersect8``, native on AVX2),
-so a 4,096-ray bundle is 512 foreign calls; ``ctypes`` releases the GIL during each.
+BVH build itself). Rays go to Embree in packets of 8 (``rtcIntersect8``, native on AVX2).
+:meth:`RayScene.features`, the maps' path, casts a whole bundle and computes its features in
+one call to :mod:`raymap._kernels`, which fills the packets and calls ``rtcIntersect8`` from C
+without the GIL; :meth:`RayScene.cast` gives the raw first hits, a packet per ``ctypes`` call
+(the thumbnails' path, and the tests' reference for the features).
 
 The BVH is built at Embree's low quality by default (a Morton-code build; the geometry's
 setting and the scene's both: the scene's alone changes nothing): a scene serves one
@@ -30,6 +33,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from raymap import _kernels
 
 # Embree 4 enums (rtcore_common.h, rtcore_buffer.h, rtcore_geometry.h, rtcore_scene.h).
 _GEOMETRY_TYPE_TRIANGLE = 0
@@ -110,6 +115,12 @@ def _embree() -> ctypes.CDLL:
         function.restype = restype
         function.argtypes = argtypes
     return lib
+
+
+@lru_cache(maxsize=1)
+def _intersect8_address() -> int:
+    """Where ``rtcIntersect8`` is, for the C kernels to call it."""
+    return int(ctypes.cast(_embree().rtcIntersect8, ctypes.c_void_p).value or 0)
 
 
 def embree_threads() -> int:
@@ -199,6 +210,22 @@ class RayScene:
         if scene:
             self._lib.rtcReleaseScene(scene)
             self._scene = None
+
+    def features(
+        self, origins: np.ndarray, directions: np.ndarray, start_offset: float, out: np.ndarray
+    ) -> None:
+        """Cast the rays ``origins[i] + t directions[i]`` ((R, 3) float32 each, unit
+        directions) and write their features (:mod:`raymap.features`: the hit's distance past
+        ``start_offset``, halved; ``|cos|``, ``sin``) into ``out`` (3, R) float32: one foreign
+        call for the whole bundle, without the GIL (:func:`raymap._kernels.ray_features`)."""
+        _kernels.ray_features(
+            _intersect8_address(),
+            self._scene,
+            np.ascontiguousarray(origins, np.float32),
+            np.ascontiguousarray(directions, np.float32),
+            start_offset,
+            out,
+        )
 
     def cast(self, origins: np.ndarray, directions: np.ndarray) -> Hits:
         """First hit along each ray ``origins[i] + t directions[i]``, ``t >= 0``."""

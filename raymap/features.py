@@ -1,4 +1,4 @@
-"""The six per-ray features of Esteves et al. (ECCV 2018), Sec. 5.1, as pure numpy.
+"""The six per-ray features of Esteves et al. (ECCV 2018), Sec. 5.1.
 
 For a ray cast from the enclosing sphere toward the centre, along unit direction ``r``:
 
@@ -10,13 +10,15 @@ For a ray cast from the enclosing sphere toward the centre, along unit direction
 A ray that misses (the mesh is not convex and the ray passes through a hole) gets
 ``distance = 1`` (nothing along the whole chord), ``cos = sin = 0``: a value no hit can take,
 since a hit has cos^2 + sin^2 = 1. Rays always hit the convex hull, which contains the centre.
+
+They are computed in C with the rays (:meth:`raymap.cast.RayScene.features`,
+:meth:`raymap.hull.HullPlanes.features`), in float32 as numpy did; the numpy they replaced is
+the tests' reference (``tests/raymap_testing.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-from raymap.cast import Hits
 
 FEATURES_VERSION = "1"
 FEATURE_NAMES: tuple[str, ...] = (
@@ -31,35 +33,9 @@ FEATURE_NAMES: tuple[str, ...] = (
 # Rays start a little outside the unit sphere so that the farthest vertex, at radius 1 up to
 # float32 rounding, is still in front of them; distances are measured from radius 1.
 ORIGIN_RADIUS = 1.0 + 1e-3
+# A hit's distance along its ray less this is its distance from the unit sphere (float32).
+START_OFFSET = float(np.float32(ORIGIN_RADIUS - 1.0))
+# What a ray that misses gets (raymap/_kernels.c writes these).
 MISS_DISTANCE = 1.0
 MISS_COS = 0.0
 MISS_SIN = 0.0
-
-
-def ray_features(hits: Hits, ray_directions: np.ndarray) -> np.ndarray:
-    """(3, R) float32: distance, |cos|, sin for rays of unit ``ray_directions`` (R, 3)."""
-    out = np.empty((3, len(ray_directions)), dtype=np.float32)
-    distance, cos, sin = out
-    travelled = hits.distance - np.float32(ORIGIN_RADIUS - 1.0)  # (R,) from the unit sphere
-    np.clip(travelled * np.float32(0.5), 0.0, 1.0, out=distance)
-    (nx, ny, nz), (dx, dy, dz) = hits.normal_rows, ray_directions.T
-    normal_length = np.sqrt(nx * nx + ny * ny + nz * nz)  # (R,)
-    dot = np.abs(nx * dx + ny * dy + nz * dz)  # (R,)
-    np.divide(dot, normal_length, out=cos, where=normal_length > 0)
-    cos[normal_length <= 0] = 1.0  # a degenerate face: no angle to measure
-    np.clip(cos, 0.0, 1.0, out=cos)
-    np.sqrt(np.maximum(np.float32(0.0), 1.0 - cos * cos), out=sin)
-    out[:, ~hits.hit] = np.array([MISS_DISTANCE, MISS_COS, MISS_SIN], dtype=np.float32)[:, None]
-    return out
-
-
-def entry_features(radius: np.ndarray, cos: np.ndarray) -> np.ndarray:
-    """(3, R) float32: :func:`ray_features` of rays toward the centre that all hit, entering
-    a convex surface at ``radius`` (R,) through a plane whose normal makes the angle
-    ``arccos(cos)`` (R,) with the ray (:meth:`raymap.hull.HullPlanes.entry`)."""
-    out = np.empty((3, len(radius)), dtype=np.float32)
-    distance, cos_out, sin = out
-    np.clip((1.0 - radius) * 0.5, 0.0, 1.0, out=distance)  # travelled from the unit sphere
-    np.clip(cos, 0.0, 1.0, out=cos_out)
-    np.sqrt(1.0 - cos_out * cos_out, out=sin)
-    return out

@@ -23,6 +23,8 @@ import manifold3d
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
+from raymap import _kernels
+
 # Two qhull options skip bookkeeping whose results a hull of facets never reads:
 # Q5, the final correction of the merged facets' outer planes, and Q8, tracking near-inside
 # points (for coplanar-point output). scipy always adds Qt, triangulated output.
@@ -82,20 +84,19 @@ class HullPlanes:
     """A convex hull as its triangles' planes ``n . x = h`` (unit ``n`` outward, the centre
     inside: ``h > 0``). A ray from outside toward the centre, along ``-u``, enters the hull
     through the plane it crosses last, the one of largest ``n . u / h``: the hull's radius
-    along ``u`` is ``1 / max(n . u / h)``. One matrix product for all the rays, in float64,
-    and no ray-casting scene to build."""
+    along ``u`` is ``1 / max(n . u / h)``. No ray-casting scene to build; a loop over rays
+    and planes in C (:func:`raymap._kernels.hull_features`), in float64."""
 
-    reach: np.ndarray  # (3, T) n / h: u @ reach[:, i] is 1 / (the distance to plane i along u)
-    offsets: np.ndarray  # (T,) h
+    # (4, T): rows n_x / h, n_y / h, n_z / h (u . row i is 1 / (the distance to plane i
+    # along u)) and h
+    planes: np.ndarray
 
-    def entry(self, outward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For unit directions ``outward`` (R, 3): the radius (R,) where a ray toward the
-        centre along ``-u`` enters the hull, and the cosine (R,) of the angle between ``u``
-        and the normal of the plane it enters through."""
-        reach = outward @ self.reach  # (R, T)
-        plane = reach.argmax(axis=1)
-        nearest = reach[np.arange(len(reach)), plane]
-        return 1.0 / nearest, nearest * self.offsets[plane]
+    def features(self, outward: np.ndarray, out: np.ndarray) -> None:
+        """Into ``out`` (3, R) float32: the features (:mod:`raymap.features`) of rays toward
+        the centre along ``-u`` for unit directions ``outward`` (R, 3) float64, each entering
+        the hull at the radius above through a plane whose normal makes the angle
+        ``arccos(cos)`` with it."""
+        _kernels.hull_features(self.planes, np.ascontiguousarray(outward, np.float64), out)
 
 
 def hull_planes(vertices: np.ndarray, faces: np.ndarray) -> HullPlanes | None:
@@ -104,18 +105,15 @@ def hull_planes(vertices: np.ndarray, faces: np.ndarray) -> HullPlanes | None:
     :data:`MAX_PLANES` triangles, a sliver (its normal is rounding noise), a hull vertex
     outside a plane (no convex hull's triangle: qhull's are not wound consistently), or the
     origin on the surface (a flat mesh's thin hull)."""
-    if len(faces) > MAX_PLANES:
+    if len(faces) > MAX_PLANES or len(faces) == 0:
         return None
-    a, b, c = (vertices[faces[:, k]] for k in range(3))
-    (ux, uy, uz), (vx, vy, vz) = (b - a).T, (c - a).T
-    normals = np.stack([uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx])  # (3, T)
-    twice_area = np.sqrt((normals * normals).sum(axis=0))
-    if not twice_area.min(initial=np.inf) > MIN_TWICE_AREA:
-        return None
-    normals /= twice_area
-    offsets = (normals * a.T).sum(axis=0)  # (T,)
-    if not offsets.min() > MIN_CENTRE_DEPTH:
-        return None
-    if (vertices @ normals - offsets).max() > PLANE_TOLERANCE:
-        return None
-    return HullPlanes(reach=normals / offsets, offsets=offsets)
+    planes = np.empty((4, len(faces)))
+    found = _kernels.hull_planes(
+        np.ascontiguousarray(vertices, np.float64),
+        np.ascontiguousarray(faces, np.int32),
+        MIN_TWICE_AREA,
+        MIN_CENTRE_DEPTH,
+        PLANE_TOLERANCE,
+        planes,
+    )
+    return HullPlanes(planes) if found else None

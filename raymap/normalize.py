@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from raymap import _kernels
 from raymap.errors import MeshError
 
 
@@ -29,78 +30,31 @@ def normalize(vertices: np.ndarray, faces: np.ndarray) -> NormalizedMesh:
     """Centre on the surface centroid and scale the farthest vertex to radius 1.
 
     Expects a validated mesh (see :func:`raymap.mesh.validate_mesh`); raises
-    :class:`MeshError` if every face has zero area.
+    :class:`MeshError` if every face has zero area. The loops are C
+    (:mod:`raymap._kernels`): first the vertices no face uses are dropped and the faces
+    renumbered; then the coordinates are scaled by a power of two near 1 (exact: every
+    rounding below is the same, scaled, and areas cannot overflow up to the float64 range),
+    the centroid is the faces' corner sums weighted by their twice-areas, and the scale the
+    largest distance from it to a vertex.
     """
-    vertices = np.asarray(vertices, dtype=np.float64)
-    faces = np.asarray(faces)
-    vertices, faces = _used_vertices(vertices, faces)
-    # Work at a power-of-two scale near 1: exact (every rounding below is the same, scaled),
-    # and areas cannot overflow for coordinates up to the float64 range.
-    largest = float(np.abs(vertices).max())
-    if not 0 < largest < np.inf:
-        raise MeshError("the mesh has zero extent" if largest == 0 else "non-finite coordinates")
-    unit = np.ldexp(1.0, -int(np.frexp(largest)[1]))
-    vertices = vertices * unit
-    corners = _Corners(vertices.T, faces)
-    twice_area = corners.twice_areas()  # (F,)
-    total = twice_area.sum()
-    if not total > 0:
-        raise MeshError("every face of the mesh has zero area")
-    center = (twice_area @ corners.sums()) / (3.0 * total)  # (3,)
-    centered = vertices - center
-    x, y, z = np.ascontiguousarray(centered.T)  # (V,) each: faster than a sum over axis 1
-    scale = float(np.sqrt((x * x + y * y + z * z).max()))
-    if not scale > 0:
-        raise MeshError("the mesh has zero extent")
+    vertices = np.ascontiguousarray(vertices, dtype=np.float64)
+    faces = np.ascontiguousarray(faces, dtype=np.int64)
+    out_vertices = np.empty_like(vertices)
+    out_faces = np.empty(faces.shape, dtype=np.int32)
+    info = np.empty(4)  # centre (3), scale
+    used = _kernels.normalize(vertices, faces, out_vertices, out_faces, info)
+    if used < 0:
+        raise MeshError(_FAILURES.get(used, f"normalization failed ({used})"))
     return NormalizedMesh(
-        vertices=centered / scale,
-        faces=faces.astype(np.int32),
-        center=center / unit,
-        scale=scale / unit,
+        vertices=out_vertices[:used], faces=out_faces, center=info[:3], scale=float(info[3])
     )
 
 
-def _used_vertices(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop vertices no face uses and renumber the faces."""
-    used = np.zeros(len(vertices), dtype=bool)
-    used[faces.ravel()] = True
-    if used.all():
-        return vertices, faces
-    new_index = np.cumsum(used) - 1
-    return vertices[used], new_index[faces]
-
-
-class _Corners:
-    """The corners of every face, one coordinate at a time: (F,) arrays, so that the cross
-    products are nine contiguous multiplications rather than ``np.cross`` on (F, 3) rows
-    (the same operations in the same order: the results are bit for bit those of
-    ``np.cross``, ``np.linalg.norm`` and ``vertices[faces].sum(axis=1)``)."""
-
-    def __init__(self, coordinates: np.ndarray, faces: np.ndarray) -> None:
-        # One contiguous (3, F) copy of the indices: ``np.take`` copies a strided index
-        # column (``faces[:, k]``) before each of its nine gathers otherwise.
-        corner_indices = np.ascontiguousarray(faces.T)
-        # corner[k][axis]: (F,) coordinate ``axis`` of corner ``k`` of every face
-        self.corner = [
-            [np.take(axis_values, corner_indices[k]) for axis_values in coordinates]
-            for k in range(3)
-        ]
-
-    def twice_areas(self) -> np.ndarray:
-        """(F,) |(c1 - c0) x (c2 - c0)|, twice each face's area."""
-        (x0, y0, z0), (x1, y1, z1), (x2, y2, z2) = self.corner
-        ax, ay, az = x1 - x0, y1 - y0, z1 - z0
-        bx, by, bz = x2 - x0, y2 - y0, z2 - z0
-        normal_x = ay * bz - az * by
-        normal_y = az * bx - ax * bz
-        normal_z = ax * by - ay * bx
-        return np.sqrt(normal_x * normal_x + normal_y * normal_y + normal_z * normal_z)
-
-    def sums(self) -> np.ndarray:
-        """(F, 3) c0 + c1 + c2 per face, C-ordered like ``vertices[faces].sum(axis=1)`` (so
-        that the centroid's matrix product is the same BLAS call)."""
-        out = np.empty((len(self.corner[0][0]), 3))
-        for axis in range(3):
-            np.add(self.corner[0][axis], self.corner[1][axis], out=out[:, axis])
-            out[:, axis] += self.corner[2][axis]
-        return out
+# raymap._kernels.normalize's negative answers
+_FAILURES = {
+    -1: "the mesh has zero extent",
+    -2: "non-finite coordinates",
+    -3: "every face of the mesh has zero area",
+    -4: "out of memory while normalizing the mesh",
+    -5: "face indices out of range",
+}

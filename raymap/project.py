@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from raymap.cast import RayScene
-from raymap.features import FEATURE_NAMES, ORIGIN_RADIUS, entry_features, ray_features
+from raymap.features import FEATURE_NAMES, ORIGIN_RADIUS, START_OFFSET
 from raymap.grid import check_bandwidth, directions
 from raymap.hull import HullPlanes, convex_hull, hull_planes
 from raymap.mesh import Triangles, validate_mesh
@@ -89,22 +89,16 @@ def project(
         outward = outward @ _check_rotation(rotation)  # rows R^T d
     origins = (ORIGIN_RADIUS * outward).astype(np.float32)  # (R, 3)
     inward = (-outward).astype(np.float32)  # (R, 3) toward the centre
+    channels = np.empty((len(FEATURE_NAMES), len(outward)), dtype=np.float32)  # (6, R)
     start = clock()
-    surface_hits = prepared.surface.cast(origins, inward)
+    prepared.surface.features(origins, inward, START_OFFSET, channels[:3])
     if isinstance(prepared.hull, HullPlanes):
-        radius, cos = prepared.hull.entry(outward)
-        after_cast = clock()
-        hull_channels = entry_features(radius, cos)
+        prepared.hull.features(outward, channels[3:])
     else:
-        hull_hits = prepared.hull.cast(origins, inward)
-        after_cast = clock()
-        hull_channels = ray_features(hull_hits, inward)
-    channels = np.concatenate([ray_features(surface_hits, inward), hull_channels])  # (6, R)
-    out = channels.reshape(len(FEATURE_NAMES), 2 * b, 2 * b)  # (6, n_lat, n_lon)
+        prepared.hull.features(origins, inward, START_OFFSET, channels[3:])
     if timings is not None:
-        timings["cast_rays"] = 1e3 * (after_cast - start)
-        timings["features"] = 1e3 * (clock() - after_cast)
-    return out
+        timings["cast_rays"] = 1e3 * (clock() - start)  # the features come with the rays
+    return channels.reshape(len(FEATURE_NAMES), 2 * b, 2 * b)  # (6, n_lat, n_lon)
 
 
 def spherical_map(
@@ -128,8 +122,8 @@ def spherical_map_timed(
     """:func:`spherical_map` and its stage times in ms (wall clock unless ``clock`` is given).
 
     Keys: ``normalize`` (validation included), ``hull`` (:mod:`raymap.hull`), ``cast`` (both
-    BVH builds and both ray bundles; split into ``cast_build`` and ``cast_rays``),
-    ``features``, ``total``.
+    BVH builds and both ray bundles with their features; split into ``cast_build`` and
+    ``cast_rays``), ``total``.
     """
     check_bandwidth(bandwidth)
     timings: dict[str, float] = {}

@@ -197,7 +197,8 @@ class Runtime:
         """Mesh bytes -> the (C, 2b, 2b) map on the model's grid and stage times (ms).
 
         Keys: ``parse`` and raymap's ``normalize``, ``hull``, ``cast`` (``cast_build`` +
-        ``cast_rays``), ``features``. Raises :class:`raymap.MeshError` for a bad mesh.
+        ``cast_rays``: the rays with their features). Raises :class:`raymap.MeshError` for a
+        bad mesh.
         """
         spherical_map, timings, _ = self._cast(data, file_type, max_faces, None)
         return spherical_map, timings

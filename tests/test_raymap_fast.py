@@ -13,12 +13,17 @@ from embreex.mesh_construction import TriangleMesh
 
 import raymap
 from raymap.cast import Hits, RayScene
-from raymap.features import ORIGIN_RADIUS, ray_features
+from raymap.features import ORIGIN_RADIUS, START_OFFSET
 from raymap.grid import directions
 from raymap.hull import convex_hull
 from raymap.mesh import _off_lines, _read_obj_by_loadtxt, _read_plain_obj
 from raymap.normalize import normalize
-from tests.raymap_testing import CHAIR, MODELNET_MINI, assert_same_arrays
+from tests.raymap_testing import (
+    CHAIR,
+    MODELNET_MINI,
+    assert_same_arrays,
+    reference_ray_features,
+)
 
 
 def embreex_hits(vertices: np.ndarray, faces: np.ndarray, origins, dirs) -> dict:
@@ -67,7 +72,10 @@ def test_the_low_quality_bvh_gives_the_same_hits_up_to_ties(path) -> None:
     apart = np.minimum(abs(low_unit - medium_unit), abs(low_unit + medium_unit)).max(axis=1)
     assert (apart[low.hit] > 1e-5).mean() <= 0.02
     np.testing.assert_allclose(
-        ray_features(low, inward), ray_features(medium, inward), rtol=0, atol=1e-5
+        reference_ray_features(low, inward),
+        reference_ray_features(medium, inward),
+        rtol=0,
+        atol=1e-5,
     )
 
 
@@ -184,6 +192,12 @@ class _EmbreexScene:
         out = self._scene.run(origins, directions, output=1)
         hit = out["geomID"] != -1
         return Hits(hit=hit, distance=np.where(hit, out["tfar"], np.inf), normal_rows=out["Ng"].T)
+
+    def features(
+        self, origins: np.ndarray, directions: np.ndarray, start_offset: float, out: np.ndarray
+    ) -> None:
+        assert start_offset == START_OFFSET
+        out[:] = reference_ray_features(self.cast(origins, directions), directions)
 
 
 @pytest.mark.parametrize("path", [CHAIR, *sorted(MODELNET_MINI.glob("*/*/*.off"))])

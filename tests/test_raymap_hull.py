@@ -12,7 +12,7 @@ from scipy.spatial import ConvexHull
 import raymap
 from raymap import hull as hull_module
 from raymap.cast import RayScene
-from raymap.features import ORIGIN_RADIUS, entry_features, ray_features
+from raymap.features import ORIGIN_RADIUS, START_OFFSET
 from raymap.grid import directions
 from raymap.hull import (
     MAX_PLANES,
@@ -112,9 +112,11 @@ def test_a_thin_solid_keeps_quickhull() -> None:
 def embree_entry(vertices: np.ndarray, faces: np.ndarray, outward: np.ndarray) -> np.ndarray:
     """The hull's three channels as the Embree scene of its triangles gives them."""
     inward = (-outward).astype(np.float32)
-    hits = RayScene(vertices, faces).cast((ORIGIN_RADIUS * outward).astype(np.float32), inward)
-    assert hits.hit.all()
-    return ray_features(hits, inward)
+    origins = (ORIGIN_RADIUS * outward).astype(np.float32)
+    assert RayScene(vertices, faces).cast(origins, inward).hit.all()
+    out = np.empty((3, len(outward)), dtype=np.float32)
+    RayScene(vertices, faces).features(origins, inward, START_OFFSET, out)
+    return out
 
 
 @pytest.mark.parametrize("path", MESHES, ids=lambda p: p.stem)
@@ -129,7 +131,8 @@ def test_hull_planes_give_embrees_hull_channels(path) -> None:
     assert planes is not None
     rotation = np.linalg.qr(np.random.default_rng(5).normal(size=(3, 3)))[0]
     outward = directions(16).reshape(-1, 3) @ rotation
-    ours = entry_features(*planes.entry(outward))
+    ours = np.empty((3, len(outward)), dtype=np.float32)
+    planes.features(outward, ours)
     theirs = embree_entry(vertices, faces, outward)
     np.testing.assert_allclose(ours[0], theirs[0], rtol=0, atol=1e-6)
     np.testing.assert_allclose(ours[1], theirs[1], rtol=0, atol=1e-5)

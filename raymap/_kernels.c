@@ -1,0 +1,365 @@
+/* raymap's per-mesh loops in C: normalization, the hull's planes and the rays' features.
+ *
+ * What numpy did here in a few hundred small calls (a 1k-face mesh spent most of its input
+ * stage in them, and in reloading numpy's code between them), each function does in one
+ * pass, without the GIL. The arithmetic is numpy's, operation by operation and in the same
+ * types (float32 where the features are float32), so the maps are numpy's bit for bit where
+ * no sum is reordered (the centroid's and the planes' sums are in index order here, pairwise
+ * or by BLAS in numpy: a last-bit difference at most). Built with -ffp-contract=off: a fused
+ * multiply-add would round differently.
+ *
+ * raymap/normalize.py, raymap/hull.py and raymap/cast.py call these; the tests hold the numpy
+ * each replaced, as the reference (tests/raymap_testing.py).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Embree 4's rtcIntersect8 (rtcore_ray.h): valid mask, scene, RTCRayHit8, arguments. */
+typedef void (*intersect8_fn)(const int *, void *, void *, void *);
+
+/* RTCRayHit8, structure of arrays, LANES lanes a row (raymap/cast.py names the same rows):
+ * ray: org_x, org_y, org_z, tnear, dir_x, dir_y, dir_z, time, tfar, mask, id, flags;
+ * hit: Ng_x, Ng_y, Ng_z, u, v, primID, geomID, instID (+ a spare row). */
+enum { LANES = 8, ROWS = 21, ORG = 0, DIR = 4, TFAR = 8, MASK = 9, NG = 12, GEOM_ID = 18,
+       INST_ID = 19 };
+#define INVALID_ID 0xFFFFFFFFu
+
+/* Normalization's outcomes besides the number of vertices kept (raymap/normalize.py). */
+enum { ZERO_EXTENT = -1, NOT_FINITE = -2, ZERO_AREA = -3, NO_MEMORY = -4, OUT_OF_RANGE = -5 };
+
+static float clip01f(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
+static double clip01(double x) { return x < 0.0 ? 0.0 : (x > 1.0 ? 1.0 : x); }
+
+/* Whether ``view`` holds ``count`` items of ``itemsize`` bytes (a wrong call is a
+ * ValueError, never a read past the end). */
+static int check_size(Py_buffer *view, Py_ssize_t count, Py_ssize_t itemsize, const char *name) {
+    if (view->len != count * itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes, expected %zd", name, view->len,
+                     count * itemsize);
+        return 0;
+    }
+    return 1;
+}
+
+/* ---------------------------------------------------------------------- normalization */
+
+static int64_t normalize_loops(const double *vertices, int64_t n_vertices, const int64_t *faces,
+                               int64_t n_faces, double *out_vertices, int32_t *out_faces,
+                               double *info) {
+    for (int64_t j = 0; j < 3 * n_faces; j++)
+        if (faces[j] < 0 || faces[j] >= n_vertices) return OUT_OF_RANGE;
+    int64_t *renumber = malloc(sizeof(int64_t) * (size_t)(n_vertices ? n_vertices : 1));
+    if (!renumber) return NO_MEMORY;
+    for (int64_t i = 0; i < n_vertices; i++) renumber[i] = -1;
+    for (int64_t j = 0; j < 3 * n_faces; j++) renumber[faces[j]] = 0;
+    /* Only vertices used by a face count (validated: every index is in range). */
+    int64_t used = 0;
+    double largest = 0.0;
+    for (int64_t i = 0; i < n_vertices; i++) {
+        if (renumber[i] < 0) continue;
+        renumber[i] = used;
+        for (int k = 0; k < 3; k++) {
+            double value = vertices[3 * i + k];
+            if (!(fabs(value) <= largest)) largest = fabs(value); /* a NaN stays */
+            out_vertices[3 * used + k] = value;
+        }
+        used++;
+    }
+    for (int64_t j = 0; j < 3 * n_faces; j++) out_faces[j] = (int32_t)renumber[faces[j]];
+    free(renumber);
+    if (!(largest > 0.0 && largest < INFINITY)) return largest == 0.0 ? ZERO_EXTENT : NOT_FINITE;
+    /* A power-of-two scale near 1: exact, and the areas cannot overflow. */
+    int exponent;
+    frexp(largest, &exponent);
+    double unit = ldexp(1.0, -exponent);
+    for (int64_t i = 0; i < 3 * used; i++) out_vertices[i] *= unit;
+    double total = 0.0, sum[3] = {0.0, 0.0, 0.0};
+    for (int64_t j = 0; j < n_faces; j++) {
+        const double *a = out_vertices + 3 * out_faces[3 * j];
+        const double *b = out_vertices + 3 * out_faces[3 * j + 1];
+        const double *c = out_vertices + 3 * out_faces[3 * j + 2];
+        double ax = b[0] - a[0], ay = b[1] - a[1], az = b[2] - a[2];
+        double bx = c[0] - a[0], by = c[1] - a[1], bz = c[2] - a[2];
+        double nx = ay * bz - az * by, ny = az * bx - ax * bz, nz = ax * by - ay * bx;
+        double twice_area = sqrt(nx * nx + ny * ny + nz * nz);
+        total += twice_area;
+        for (int k = 0; k < 3; k++) sum[k] += twice_area * ((a[k] + b[k]) + c[k]);
+    }
+    if (!(total > 0.0)) return ZERO_AREA;
+    double center[3], farthest = 0.0;
+    for (int k = 0; k < 3; k++) center[k] = sum[k] / (3.0 * total);
+    for (int64_t i = 0; i < used; i++) {
+        double *p = out_vertices + 3 * i;
+        for (int k = 0; k < 3; k++) p[k] -= center[k];
+        double squared = p[0] * p[0] + p[1] * p[1] + p[2] * p[2];
+        if (squared > farthest) farthest = squared;
+    }
+    double scale = sqrt(farthest);
+    if (!(scale > 0.0)) return ZERO_EXTENT;
+    for (int64_t i = 0; i < 3 * used; i++) out_vertices[i] /= scale;
+    for (int k = 0; k < 3; k++) info[k] = center[k] / unit;
+    info[3] = scale / unit;
+    return used;
+}
+
+PyDoc_STRVAR(normalize_doc,
+"normalize(vertices, faces, out_vertices, out_faces, info) -> int\n\n"
+"Centre (area centroid) and scale (farthest vertex at 1) a validated mesh: vertices (V, 3)\n"
+"float64 and faces (F, 3) int64 in, the used vertices renumbered into out_vertices (V, 3)\n"
+"float64 and out_faces (F, 3) int32, info (4,) float64 = centre, scale. Returns the number of\n"
+"vertices used, or -1 (zero extent), -2 (not finite), -3 (zero area), -4 (no memory), -5\n"
+"(a face index out of range).");
+
+static PyObject *normalize(PyObject *self, PyObject *args) {
+    Py_buffer vertices, faces, out_vertices, out_faces, info;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*w*", &vertices, &faces, &out_vertices, &out_faces,
+                          &info))
+        return NULL;
+    Py_ssize_t n_vertices = vertices.len / 24, n_faces = faces.len / 24;
+    PyObject *result = NULL;
+    if (check_size(&vertices, 3 * n_vertices, 8, "vertices") &&
+        check_size(&faces, 3 * n_faces, 8, "faces") &&
+        check_size(&out_vertices, 3 * n_vertices, 8, "out_vertices") &&
+        check_size(&out_faces, 3 * n_faces, 4, "out_faces") && check_size(&info, 4, 8, "info")) {
+        int64_t used;
+        Py_BEGIN_ALLOW_THREADS
+        used = normalize_loops(vertices.buf, n_vertices, faces.buf, n_faces, out_vertices.buf,
+                               out_faces.buf, info.buf);
+        Py_END_ALLOW_THREADS
+        result = PyLong_FromLongLong(used);
+    }
+    PyBuffer_Release(&vertices);
+    PyBuffer_Release(&faces);
+    PyBuffer_Release(&out_vertices);
+    PyBuffer_Release(&out_faces);
+    PyBuffer_Release(&info);
+    return result;
+}
+
+/* ----------------------------------------------------------------------- hull planes */
+
+static int planes_loops(const double *vertices, int64_t n_vertices, const int32_t *faces,
+                        int64_t n_faces, double min_twice_area, double min_depth,
+                        double tolerance, double *planes) {
+    double *reach_x = planes, *reach_y = planes + n_faces, *reach_z = planes + 2 * n_faces;
+    double *offsets = planes + 3 * n_faces;
+    for (int64_t t = 0; t < n_faces; t++) {
+        const double *a = vertices + 3 * faces[3 * t];
+        const double *b = vertices + 3 * faces[3 * t + 1];
+        const double *c = vertices + 3 * faces[3 * t + 2];
+        double ux = b[0] - a[0], uy = b[1] - a[1], uz = b[2] - a[2];
+        double vx = c[0] - a[0], vy = c[1] - a[1], vz = c[2] - a[2];
+        double nx = uy * vz - uz * vy, ny = uz * vx - ux * vz, nz = ux * vy - uy * vx;
+        double twice_area = sqrt((nx * nx + ny * ny) + nz * nz);
+        if (!(twice_area > min_twice_area)) return 0;
+        nx /= twice_area;
+        ny /= twice_area;
+        nz /= twice_area;
+        double offset = (nx * a[0] + ny * a[1]) + nz * a[2];
+        if (!(offset > min_depth)) return 0;
+        for (int64_t i = 0; i < n_vertices; i++) {
+            const double *p = vertices + 3 * i;
+            if (((p[0] * nx + p[1] * ny) + p[2] * nz) - offset > tolerance) return 0;
+        }
+        reach_x[t] = nx / offset;
+        reach_y[t] = ny / offset;
+        reach_z[t] = nz / offset;
+        offsets[t] = offset;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(hull_planes_doc,
+"hull_planes(vertices, faces, min_twice_area, min_depth, tolerance, planes) -> bool\n\n"
+"The planes n . x = h of a convex hull's triangles (vertices (H, 3) float64, faces (T, 3)\n"
+"int32 wound outward) into planes (4, T) float64: rows n_x / h, n_y / h, n_z / h and h. False\n"
+"(planes undefined) when they should not stand for the hull: a triangle of twice its area\n"
+"at most min_twice_area, a plane at most min_depth from the centre, or a hull vertex more\n"
+"than tolerance outside a plane.");
+
+static PyObject *hull_planes(PyObject *self, PyObject *args) {
+    Py_buffer vertices, faces, planes;
+    double min_twice_area, min_depth, tolerance;
+    if (!PyArg_ParseTuple(args, "y*y*dddw*", &vertices, &faces, &min_twice_area, &min_depth,
+                          &tolerance, &planes))
+        return NULL;
+    Py_ssize_t n_vertices = vertices.len / 24, n_faces = faces.len / 12;
+    PyObject *result = NULL;
+    if (check_size(&vertices, 3 * n_vertices, 8, "vertices") &&
+        check_size(&faces, 3 * n_faces, 4, "faces") &&
+        check_size(&planes, 4 * n_faces, 8, "planes")) {
+        const int32_t *indices = faces.buf;
+        int in_range = 1;
+        for (Py_ssize_t j = 0; j < 3 * n_faces; j++)
+            in_range &= indices[j] >= 0 && indices[j] < n_vertices;
+        if (!in_range) {
+            PyErr_SetString(PyExc_ValueError, "faces: an index out of range");
+        } else {
+            int found;
+            Py_BEGIN_ALLOW_THREADS
+            found = planes_loops(vertices.buf, n_vertices, indices, n_faces, min_twice_area,
+                                 min_depth, tolerance, planes.buf);
+            Py_END_ALLOW_THREADS
+            result = PyBool_FromLong(found);
+        }
+    }
+    PyBuffer_Release(&vertices);
+    PyBuffer_Release(&faces);
+    PyBuffer_Release(&planes);
+    return result;
+}
+
+static void entry_loops(const double *planes, int64_t n_planes, const double *outward,
+                        int64_t n_rays, float *out) {
+    const double *reach_x = planes, *reach_y = planes + n_planes, *reach_z = planes + 2 * n_planes;
+    const double *offsets = planes + 3 * n_planes;
+    float *distance = out, *cos_out = out + n_rays, *sin_out = out + 2 * n_rays;
+    for (int64_t i = 0; i < n_rays; i++) {
+        double x = outward[3 * i], y = outward[3 * i + 1], z = outward[3 * i + 2];
+        double nearest = -INFINITY;
+        int64_t plane = 0;
+        for (int64_t t = 0; t < n_planes; t++) { /* the first of the largest, as argmax */
+            double reach = (x * reach_x[t] + y * reach_y[t]) + z * reach_z[t];
+            if (reach > nearest) {
+                nearest = reach;
+                plane = t;
+            }
+        }
+        double radius = 1.0 / nearest;
+        distance[i] = (float)clip01((1.0 - radius) * 0.5); /* travelled from the unit sphere */
+        float cos = (float)clip01(nearest * offsets[plane]);
+        cos_out[i] = cos;
+        sin_out[i] = sqrtf(1.0f - cos * cos);
+    }
+}
+
+PyDoc_STRVAR(hull_features_doc,
+"hull_features(planes, outward, out)\n\n"
+"The features (distance, |cos|, sin) of rays toward the centre along -u, for unit outward\n"
+"(R, 3) float64 directions u, entering the convex hull of planes (4, T) (hull_planes): into\n"
+"out (3, R) float32. A ray enters through the plane of largest n . u / h, at radius\n"
+"h / n . u.");
+
+static PyObject *hull_features(PyObject *self, PyObject *args) {
+    Py_buffer planes, outward, out;
+    if (!PyArg_ParseTuple(args, "y*y*w*", &planes, &outward, &out)) return NULL;
+    Py_ssize_t n_planes = planes.len / 32, n_rays = outward.len / 24;
+    PyObject *result = NULL;
+    if (check_size(&planes, 4 * n_planes, 8, "planes") &&
+        check_size(&outward, 3 * n_rays, 8, "outward") && check_size(&out, 3 * n_rays, 4, "out")) {
+        if (n_planes == 0) {
+            PyErr_SetString(PyExc_ValueError, "planes: none");
+        } else {
+            Py_BEGIN_ALLOW_THREADS
+            entry_loops(planes.buf, n_planes, outward.buf, n_rays, out.buf);
+            Py_END_ALLOW_THREADS
+            result = Py_NewRef(Py_None);
+        }
+    }
+    PyBuffer_Release(&planes);
+    PyBuffer_Release(&outward);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* ---------------------------------------------------------------------------- rays */
+
+static void cast_loops(intersect8_fn intersect, void *scene, const float *origins,
+                       const float *directions, int64_t n_rays, float start_offset, float *out) {
+    _Alignas(64) float packet[ROWS * LANES];
+    uint32_t *as_uint = (uint32_t *)packet;
+    float *distance = out, *cos_out = out + n_rays, *sin_out = out + 2 * n_rays;
+    for (int64_t first = 0; first < n_rays; first += LANES) {
+        int lanes = n_rays - first < LANES ? (int)(n_rays - first) : LANES;
+        int valid[LANES];
+        memset(packet, 0, sizeof packet);
+        for (int l = 0; l < LANES; l++) {
+            valid[l] = l < lanes ? -1 : 0; /* the last packet's spare lanes are not cast */
+            int64_t ray = first + (l < lanes ? l : 0);
+            for (int k = 0; k < 3; k++) {
+                packet[(ORG + k) * LANES + l] = origins[3 * ray + k];
+                packet[(DIR + k) * LANES + l] = directions[3 * ray + k];
+            }
+            packet[TFAR * LANES + l] = INFINITY;
+            as_uint[MASK * LANES + l] = INVALID_ID;
+            as_uint[GEOM_ID * LANES + l] = INVALID_ID;
+            as_uint[INST_ID * LANES + l] = INVALID_ID;
+        }
+        intersect(valid, scene, packet, NULL);
+        for (int l = 0; l < lanes; l++) {
+            int64_t ray = first + l;
+            if (as_uint[GEOM_ID * LANES + l] == INVALID_ID) { /* a miss: raymap/features.py */
+                distance[ray] = 1.0f;
+                cos_out[ray] = 0.0f;
+                sin_out[ray] = 0.0f;
+                continue;
+            }
+            float travelled = packet[TFAR * LANES + l] - start_offset; /* from the unit sphere */
+            distance[ray] = clip01f(travelled * 0.5f);
+            float nx = packet[NG * LANES + l], ny = packet[(NG + 1) * LANES + l];
+            float nz = packet[(NG + 2) * LANES + l];
+            const float *d = directions + 3 * ray;
+            float length = sqrtf((nx * nx + ny * ny) + nz * nz);
+            float dot = fabsf((nx * d[0] + ny * d[1]) + nz * d[2]);
+            float cos = length > 0.0f ? dot / length : 1.0f; /* a degenerate face: no angle */
+            cos = clip01f(cos);
+            cos_out[ray] = cos;
+            float squared_sin = 1.0f - cos * cos;
+            sin_out[ray] = sqrtf(squared_sin > 0.0f ? squared_sin : 0.0f);
+        }
+    }
+}
+
+PyDoc_STRVAR(ray_features_doc,
+"ray_features(intersect8, scene, origins, directions, start_offset, out)\n\n"
+"Cast the rays origins + t directions ((R, 3) float32 each, unit directions) at the Embree\n"
+"scene (an RTCScene's address) with rtcIntersect8 (its address) and write their features\n"
+"into out (3, R) float32: the first hit's distance past start_offset, halved and clipped to\n"
+"[0, 1], and |cos|, sin of the angle between the ray and the hit face's normal; a miss is\n"
+"(1, 0, 0).");
+
+static PyObject *ray_features(PyObject *self, PyObject *args) {
+    unsigned long long intersect, scene;
+    Py_buffer origins, directions, out;
+    float start_offset;
+    if (!PyArg_ParseTuple(args, "KKy*y*fw*", &intersect, &scene, &origins, &directions,
+                          &start_offset, &out))
+        return NULL;
+    Py_ssize_t n_rays = origins.len / 12;
+    PyObject *result = NULL;
+    if (!intersect || !scene) {
+        PyErr_SetString(PyExc_ValueError, "intersect8 and scene must be addresses");
+    } else if (check_size(&origins, 3 * n_rays, 4, "origins") &&
+               check_size(&directions, 3 * n_rays, 4, "directions") &&
+               check_size(&out, 3 * n_rays, 4, "out")) {
+        Py_BEGIN_ALLOW_THREADS
+        cast_loops((intersect8_fn)(uintptr_t)intersect, (void *)(uintptr_t)scene, origins.buf,
+                   directions.buf, n_rays, start_offset, out.buf);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&origins);
+    PyBuffer_Release(&directions);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"normalize", normalize, METH_VARARGS, normalize_doc},
+    {"hull_planes", hull_planes, METH_VARARGS, hull_planes_doc},
+    {"hull_features", hull_features, METH_VARARGS, hull_features_doc},
+    {"ray_features", ray_features, METH_VARARGS, ray_features_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "raymap._kernels",
+    "raymap's per-mesh loops in C (raymap/_kernels.c).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
