@@ -3,10 +3,11 @@
  * What numpy did here in a few hundred small calls (a 1k-face mesh spent most of its input
  * stage in them, and in reloading numpy's code between them), each function does in one
  * pass, without the GIL. The arithmetic is numpy's, operation by operation and in the same
- * types (float32 where the features are float32), so the maps are numpy's bit for bit where
- * no sum is reordered (the centroid's and the planes' sums are in index order here, pairwise
- * or by BLAS in numpy: a last-bit difference at most). Built with -ffp-contract=off: a fused
- * multiply-add would round differently.
+ * types (float32 where the features are float32), and the sums over a mesh are still
+ * numpy's, so the maps are numpy's bit for bit but where a ray enters a small hull: its
+ * planes' products are summed in order here, by BLAS in numpy (a last-bit difference, which
+ * can pick the other plane at an edge). Built with -ffp-contract=off: a fused multiply-add
+ * would round differently.
  *
  * raymap/normalize.py, raymap/hull.py and raymap/cast.py call these; the tests hold the numpy
  * each replaced, as the reference (tests/raymap_testing.py).
@@ -29,8 +30,8 @@ enum { LANES = 8, ROWS = 21, ORG = 0, DIR = 4, TFAR = 8, MASK = 9, NG = 12, GEOM
        INST_ID = 19 };
 #define INVALID_ID 0xFFFFFFFFu
 
-/* Normalization's outcomes besides the number of vertices kept (raymap/normalize.py). */
-enum { ZERO_EXTENT = -1, NOT_FINITE = -2, ZERO_AREA = -3, NO_MEMORY = -4, OUT_OF_RANGE = -5 };
+/* normalize_faces's outcomes besides the number of vertices kept (raymap/normalize.py). */
+enum { ZERO_EXTENT = -1, NOT_FINITE = -2, NO_MEMORY = -4, OUT_OF_RANGE = -5 };
 
 static float clip01f(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
 static double clip01(double x) { return x < 0.0 ? 0.0 : (x > 1.0 ? 1.0 : x); }
@@ -48,16 +49,20 @@ static int check_size(Py_buffer *view, Py_ssize_t count, Py_ssize_t itemsize, co
 
 /* ---------------------------------------------------------------------- normalization */
 
-static int64_t normalize_loops(const double *vertices, int64_t n_vertices, const int64_t *faces,
-                               int64_t n_faces, double *out_vertices, int32_t *out_faces,
-                               double *info) {
+/* The faces' part of normalization: the used vertices renumbered and scaled by a power of
+ * two near 1, and each face's twice-area and corner sum; numpy then sums these (pairwise and
+ * by BLAS, as before: a sum in another order moved the centre by an ulp, which moved a hull's
+ * triangulation on a few meshes), and center_and_scale ends the job. */
+static int64_t faces_loops(const double *vertices, int64_t n_vertices, const int64_t *faces,
+                           int64_t n_faces, double *out_vertices, int32_t *out_faces,
+                           double *twice_areas, double *corner_sums, double *unit_out) {
     for (int64_t j = 0; j < 3 * n_faces; j++)
         if (faces[j] < 0 || faces[j] >= n_vertices) return OUT_OF_RANGE;
     int64_t *renumber = malloc(sizeof(int64_t) * (size_t)(n_vertices ? n_vertices : 1));
     if (!renumber) return NO_MEMORY;
     for (int64_t i = 0; i < n_vertices; i++) renumber[i] = -1;
     for (int64_t j = 0; j < 3 * n_faces; j++) renumber[faces[j]] = 0;
-    /* Only vertices used by a face count (validated: every index is in range). */
+    /* Only vertices used by a face count. */
     int64_t used = 0;
     double largest = 0.0;
     for (int64_t i = 0; i < n_vertices; i++) {
@@ -78,7 +83,6 @@ static int64_t normalize_loops(const double *vertices, int64_t n_vertices, const
     frexp(largest, &exponent);
     double unit = ldexp(1.0, -exponent);
     for (int64_t i = 0; i < 3 * used; i++) out_vertices[i] *= unit;
-    double total = 0.0, sum[3] = {0.0, 0.0, 0.0};
     for (int64_t j = 0; j < n_faces; j++) {
         const double *a = out_vertices + 3 * out_faces[3 * j];
         const double *b = out_vertices + 3 * out_faces[3 * j + 1];
@@ -86,50 +90,40 @@ static int64_t normalize_loops(const double *vertices, int64_t n_vertices, const
         double ax = b[0] - a[0], ay = b[1] - a[1], az = b[2] - a[2];
         double bx = c[0] - a[0], by = c[1] - a[1], bz = c[2] - a[2];
         double nx = ay * bz - az * by, ny = az * bx - ax * bz, nz = ax * by - ay * bx;
-        double twice_area = sqrt(nx * nx + ny * ny + nz * nz);
-        total += twice_area;
-        for (int k = 0; k < 3; k++) sum[k] += twice_area * ((a[k] + b[k]) + c[k]);
+        twice_areas[j] = sqrt((nx * nx + ny * ny) + nz * nz);
+        for (int k = 0; k < 3; k++) corner_sums[3 * j + k] = (a[k] + b[k]) + c[k];
     }
-    if (!(total > 0.0)) return ZERO_AREA;
-    double center[3], farthest = 0.0;
-    for (int k = 0; k < 3; k++) center[k] = sum[k] / (3.0 * total);
-    for (int64_t i = 0; i < used; i++) {
-        double *p = out_vertices + 3 * i;
-        for (int k = 0; k < 3; k++) p[k] -= center[k];
-        double squared = p[0] * p[0] + p[1] * p[1] + p[2] * p[2];
-        if (squared > farthest) farthest = squared;
-    }
-    double scale = sqrt(farthest);
-    if (!(scale > 0.0)) return ZERO_EXTENT;
-    for (int64_t i = 0; i < 3 * used; i++) out_vertices[i] /= scale;
-    for (int k = 0; k < 3; k++) info[k] = center[k] / unit;
-    info[3] = scale / unit;
+    *unit_out = unit;
     return used;
 }
 
-PyDoc_STRVAR(normalize_doc,
-"normalize(vertices, faces, out_vertices, out_faces, info) -> int\n\n"
-"Centre (area centroid) and scale (farthest vertex at 1) a validated mesh: vertices (V, 3)\n"
-"float64 and faces (F, 3) int64 in, the used vertices renumbered into out_vertices (V, 3)\n"
-"float64 and out_faces (F, 3) int32, info (4,) float64 = centre, scale. Returns the number of\n"
-"vertices used, or -1 (zero extent), -2 (not finite), -3 (zero area), -4 (no memory), -5\n"
-"(a face index out of range).");
+PyDoc_STRVAR(normalize_faces_doc,
+"normalize_faces(vertices, faces, out_vertices, out_faces, twice_areas, corner_sums, unit)\n"
+"    -> int\n\n"
+"The faces' part of normalizing a mesh: vertices (V, 3) float64 and faces (F, 3) int64 in;\n"
+"the vertices some face uses, renumbered and scaled by a power of two near 1 (unit (1,)\n"
+"float64), into out_vertices (V, 3) float64 and out_faces (F, 3) int32, and each face's\n"
+"twice-area (F,) and corner sum (F, 3), float64. Returns the number of vertices used, or -1\n"
+"(zero extent), -2 (not finite), -4 (no memory), -5 (a face index out of range).");
 
-static PyObject *normalize(PyObject *self, PyObject *args) {
-    Py_buffer vertices, faces, out_vertices, out_faces, info;
-    if (!PyArg_ParseTuple(args, "y*y*w*w*w*", &vertices, &faces, &out_vertices, &out_faces,
-                          &info))
+static PyObject *normalize_faces(PyObject *self, PyObject *args) {
+    Py_buffer vertices, faces, out_vertices, out_faces, twice_areas, corner_sums, unit;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*w*w*w*", &vertices, &faces, &out_vertices, &out_faces,
+                          &twice_areas, &corner_sums, &unit))
         return NULL;
     Py_ssize_t n_vertices = vertices.len / 24, n_faces = faces.len / 24;
     PyObject *result = NULL;
     if (check_size(&vertices, 3 * n_vertices, 8, "vertices") &&
         check_size(&faces, 3 * n_faces, 8, "faces") &&
         check_size(&out_vertices, 3 * n_vertices, 8, "out_vertices") &&
-        check_size(&out_faces, 3 * n_faces, 4, "out_faces") && check_size(&info, 4, 8, "info")) {
+        check_size(&out_faces, 3 * n_faces, 4, "out_faces") &&
+        check_size(&twice_areas, n_faces, 8, "twice_areas") &&
+        check_size(&corner_sums, 3 * n_faces, 8, "corner_sums") &&
+        check_size(&unit, 1, 8, "unit")) {
         int64_t used;
         Py_BEGIN_ALLOW_THREADS
-        used = normalize_loops(vertices.buf, n_vertices, faces.buf, n_faces, out_vertices.buf,
-                               out_faces.buf, info.buf);
+        used = faces_loops(vertices.buf, n_vertices, faces.buf, n_faces, out_vertices.buf,
+                           out_faces.buf, twice_areas.buf, corner_sums.buf, unit.buf);
         Py_END_ALLOW_THREADS
         result = PyLong_FromLongLong(used);
     }
@@ -137,7 +131,47 @@ static PyObject *normalize(PyObject *self, PyObject *args) {
     PyBuffer_Release(&faces);
     PyBuffer_Release(&out_vertices);
     PyBuffer_Release(&out_faces);
-    PyBuffer_Release(&info);
+    PyBuffer_Release(&twice_areas);
+    PyBuffer_Release(&corner_sums);
+    PyBuffer_Release(&unit);
+    return result;
+}
+
+static double center_loops(double *vertices, int64_t n_vertices, const double *center) {
+    double farthest = 0.0;
+    for (int64_t i = 0; i < n_vertices; i++) {
+        double *p = vertices + 3 * i;
+        for (int k = 0; k < 3; k++) p[k] -= center[k];
+        double squared = (p[0] * p[0] + p[1] * p[1]) + p[2] * p[2];
+        if (squared > farthest) farthest = squared;
+    }
+    double scale = sqrt(farthest);
+    if (scale > 0.0)
+        for (int64_t i = 0; i < 3 * n_vertices; i++) vertices[i] /= scale;
+    return scale;
+}
+
+PyDoc_STRVAR(center_and_scale_doc,
+"center_and_scale(vertices, center) -> float\n\n"
+"Move vertices (V, 3) float64, in place, by -center (3,) and divide them by the largest\n"
+"distance of one from it, which is returned (0: they were all at the centre, and are left\n"
+"moved only).");
+
+static PyObject *center_and_scale(PyObject *self, PyObject *args) {
+    Py_buffer vertices, center;
+    if (!PyArg_ParseTuple(args, "w*y*", &vertices, &center)) return NULL;
+    Py_ssize_t n_vertices = vertices.len / 24;
+    PyObject *result = NULL;
+    if (check_size(&vertices, 3 * n_vertices, 8, "vertices") &&
+        check_size(&center, 3, 8, "center")) {
+        double scale;
+        Py_BEGIN_ALLOW_THREADS
+        scale = center_loops(vertices.buf, n_vertices, center.buf);
+        Py_END_ALLOW_THREADS
+        result = PyFloat_FromDouble(scale);
+    }
+    PyBuffer_Release(&vertices);
+    PyBuffer_Release(&center);
     return result;
 }
 
@@ -350,7 +384,8 @@ static PyObject *ray_features(PyObject *self, PyObject *args) {
 }
 
 static PyMethodDef methods[] = {
-    {"normalize", normalize, METH_VARARGS, normalize_doc},
+    {"normalize_faces", normalize_faces, METH_VARARGS, normalize_faces_doc},
+    {"center_and_scale", center_and_scale, METH_VARARGS, center_and_scale_doc},
     {"hull_planes", hull_planes, METH_VARARGS, hull_planes_doc},
     {"hull_features", hull_features, METH_VARARGS, hull_features_doc},
     {"ray_features", ray_features, METH_VARARGS, ray_features_doc},

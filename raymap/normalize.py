@@ -31,30 +31,42 @@ def normalize(vertices: np.ndarray, faces: np.ndarray) -> NormalizedMesh:
 
     Expects a validated mesh (see :func:`raymap.mesh.validate_mesh`); raises
     :class:`MeshError` if every face has zero area. The loops are C
-    (:mod:`raymap._kernels`): first the vertices no face uses are dropped and the faces
-    renumbered; then the coordinates are scaled by a power of two near 1 (exact: every
-    rounding below is the same, scaled, and areas cannot overflow up to the float64 range),
-    the centroid is the faces' corner sums weighted by their twice-areas, and the scale the
-    largest distance from it to a vertex.
+    (:mod:`raymap._kernels`): the vertices no face uses are dropped and the faces renumbered,
+    the coordinates scaled by a power of two near 1 (exact: every rounding below is the
+    same, scaled, and areas cannot overflow up to the float64 range), and each face's
+    twice-area and corner sum computed; the centroid is their weighted sum (numpy's sums, as
+    before the kernels: the same bits), and the scale the largest distance from it to a
+    vertex.
     """
     vertices = np.ascontiguousarray(vertices, dtype=np.float64)
     faces = np.ascontiguousarray(faces, dtype=np.int64)
     out_vertices = np.empty_like(vertices)
     out_faces = np.empty(faces.shape, dtype=np.int32)
-    info = np.empty(4)  # centre (3), scale
-    used = _kernels.normalize(vertices, faces, out_vertices, out_faces, info)
+    twice_areas = np.empty(len(faces))
+    corner_sums = np.empty((len(faces), 3))
+    unit = np.empty(1)
+    used = _kernels.normalize_faces(
+        vertices, faces, out_vertices, out_faces, twice_areas, corner_sums, unit
+    )
     if used < 0:
         raise MeshError(_FAILURES.get(used, f"normalization failed ({used})"))
+    total = twice_areas.sum()
+    if not total > 0:
+        raise MeshError("every face of the mesh has zero area")
+    center = (twice_areas @ corner_sums) / (3.0 * total)  # (3,)
+    normalized = out_vertices[:used]
+    scale = _kernels.center_and_scale(normalized, center)
+    if not scale > 0:
+        raise MeshError("the mesh has zero extent")
     return NormalizedMesh(
-        vertices=out_vertices[:used], faces=out_faces, center=info[:3], scale=float(info[3])
+        vertices=normalized, faces=out_faces, center=center / unit[0], scale=scale / unit[0]
     )
 
 
-# raymap._kernels.normalize's negative answers
+# raymap._kernels.normalize_faces's negative answers
 _FAILURES = {
     -1: "the mesh has zero extent",
     -2: "non-finite coordinates",
-    -3: "every face of the mesh has zero area",
     -4: "out of memory while normalizing the mesh",
     -5: "face indices out of range",
 }

@@ -77,16 +77,17 @@ def test_hull_features_are_numpys(path) -> None:
 
 
 @pytest.mark.parametrize("path", MESHES, ids=lambda p: p.stem)
-def test_normalization_is_numpys(path) -> None:
+def test_normalization_is_numpys_bit_for_bit(path) -> None:
+    """An ulp of the centre moved a hull's triangulation (QuickHull, on near-coplanar points)
+    and with it a map's hull channels: the sums over the mesh stay numpy's."""
     mesh = raymap.load_mesh_file(path)
     vertices = np.vstack([mesh.vertices, [[1e9, 1e9, 1e9]]])  # unused: dropped, no effect
     ours = normalize(vertices, mesh.faces)
     expected_vertices, expected_faces, center, scale = reference_normalize(vertices, mesh.faces)
     np.testing.assert_array_equal(ours.faces, expected_faces)
-    np.testing.assert_allclose(ours.vertices, expected_vertices, rtol=0, atol=1e-14)
-    np.testing.assert_allclose(ours.center, center, rtol=0, atol=1e-12 * scale)  # sums: order
-    assert ours.scale == pytest.approx(scale, rel=1e-13)
-    assert np.abs(ours.vertices).max() <= 1.0 + 1e-15
+    np.testing.assert_array_equal(ours.vertices, expected_vertices)
+    np.testing.assert_array_equal(ours.center, center)
+    assert ours.scale == scale
 
 
 @pytest.mark.parametrize(
@@ -108,11 +109,16 @@ def test_normalization_refuses_what_it_cannot_normalize(vertices, faces, reason:
 def test_wrong_sizes_are_value_errors() -> None:
     """A wrong buffer is refused before a loop reads or writes past its end."""
     vertices, faces = np.zeros((4, 3)), np.zeros((2, 3), dtype=np.int64)
-    out_vertices, out_faces, info = np.empty((4, 3)), np.empty((2, 3), np.int32), np.empty(4)
+    out_vertices, out_faces = np.empty((4, 3)), np.empty((2, 3), np.int32)
+    areas, sums, unit = np.empty(2), np.empty((2, 3)), np.empty(1)
     with pytest.raises(ValueError, match="out_vertices"):
-        _kernels.normalize(vertices, faces, out_vertices[:3], out_faces, info)
+        _kernels.normalize_faces(vertices, faces, out_vertices[:3], out_faces, areas, sums, unit)
     with pytest.raises(ValueError, match="out_faces"):
-        _kernels.normalize(vertices, faces, out_vertices, out_faces.astype(np.int64), info)
+        _kernels.normalize_faces(
+            vertices, faces, out_vertices, out_faces.astype(np.int64), areas, sums, unit
+        )
+    with pytest.raises(ValueError, match="center"):
+        _kernels.center_and_scale(out_vertices, np.zeros(2))
     planes = np.empty((4, 2))
     with pytest.raises(ValueError, match="an index out of range"):
         _kernels.hull_planes(vertices, np.array([[0, 1, 9], [0, 1, 2]], np.int32), 0, 0, 0, planes)
