@@ -9,8 +9,8 @@
  * can pick the other plane at an edge). Built with -ffp-contract=off: a fused multiply-add
  * would round differently.
  *
- * raymap/normalize.py, raymap/hull.py and raymap/cast.py call these; the tests hold the numpy
- * each replaced, as the reference (tests/raymap_testing.py).
+ * raymap/normalize.py, raymap/distinct.py, raymap/hull.py and raymap/cast.py call these;
+ * the tests hold the numpy each replaced, as the reference (tests/raymap_testing.py).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,8 +30,9 @@ enum { LANES = 8, ROWS = 21, ORG = 0, DIR = 4, TFAR = 8, MASK = 9, NG = 12, GEOM
        INST_ID = 19 };
 #define INVALID_ID 0xFFFFFFFFu
 
-/* normalize_faces's outcomes besides the number of vertices kept (raymap/normalize.py). */
-enum { ZERO_EXTENT = -1, NOT_FINITE = -2, NO_MEMORY = -4, OUT_OF_RANGE = -5 };
+/* Outcomes besides a count (raymap/normalize.py, raymap/distinct.py). */
+enum { ZERO_EXTENT = -1, NOT_FINITE = -2, NO_MEMORY = -4, OUT_OF_RANGE = -5,
+       SHARED_HIGH_BITS = -6 };
 
 static float clip01f(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
 static double clip01(double x) { return x < 0.0 ? 0.0 : (x > 1.0 ? 1.0 : x); }
@@ -172,6 +173,100 @@ static PyObject *center_and_scale(PyObject *self, PyObject *args) {
     }
     PyBuffer_Release(&vertices);
     PyBuffer_Release(&center);
+    return result;
+}
+
+/* ------------------------------------------------------------------ distinct positions */
+
+static int compare_keys(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int64_t distinct_loops(const uint64_t *bits, const uint64_t *hashes, int64_t n,
+                              int index_bits, int64_t *first, int64_t *inverse) {
+    /* Each point's first occurrence (inverse[i], for now), by an open-addressing table of
+     * 2n slots or more, keyed by the position's bits, placed by its hash's high bits. */
+    int table_bits = 1;
+    while (((int64_t)1 << table_bits) < 2 * n) table_bits++;
+    int64_t size = (int64_t)1 << table_bits, mask = size - 1;
+    int64_t *table = malloc(sizeof(int64_t) * (size_t)size);
+    uint64_t *keys = malloc(sizeof(uint64_t) * (size_t)(n ? n : 1));
+    if (!table || !keys) {
+        free(table);
+        free(keys);
+        return NO_MEMORY;
+    }
+    for (int64_t slot = 0; slot < size; slot++) table[slot] = -1;
+    for (int64_t i = 0; i < n; i++) {
+        const uint64_t *p = bits + 3 * i;
+        for (int64_t slot = (int64_t)(hashes[i] >> (64 - table_bits));; slot = (slot + 1) & mask) {
+            int64_t j = table[slot];
+            if (j < 0) {
+                table[slot] = i;
+                inverse[i] = i;
+                break;
+            }
+            const uint64_t *q = bits + 3 * j;
+            if (p[0] == q[0] && p[1] == q[1] && p[2] == q[2]) {
+                inverse[i] = j;
+                break;
+            }
+        }
+    }
+    /* The first occurrences in the order of their keys: the hash's high bits, the index in
+     * the low ones (raymap/distinct.py's order); two positions whose keys share the high bits
+     * are left to the sorting path there. */
+    uint64_t low = ((uint64_t)1 << index_bits) - 1;
+    int64_t count = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (inverse[i] == i) keys[count++] = (hashes[i] & ~low) | (uint64_t)i;
+    qsort(keys, (size_t)count, sizeof(uint64_t), compare_keys);
+    int64_t result = count;
+    for (int64_t k = 1; k < count; k++)
+        if ((keys[k] >> index_bits) == (keys[k - 1] >> index_bits)) result = SHARED_HIGH_BITS;
+    if (result >= 0) {
+        int64_t *rank = table; /* reused: n <= size */
+        for (int64_t k = 0; k < count; k++) {
+            first[k] = (int64_t)(keys[k] & low);
+            rank[first[k]] = k;
+        }
+        for (int64_t i = 0; i < n; i++) inverse[i] = rank[inverse[i]];
+    }
+    free(table);
+    free(keys);
+    return result;
+}
+
+PyDoc_STRVAR(distinct_points_doc,
+"distinct_points(bits, hashes, index_bits, first, inverse) -> int\n\n"
+"Equal positions among n points, by their bits (n, 3) uint64, placed by their hashes (n,)\n"
+"uint64: into first (n,) int64, one point of each position (the first), ordered by the key\n"
+"(the hash's high bits, the point's index in the low index_bits); into inverse (n,) int64,\n"
+"each point's position in that order. Returns the number of positions, or -4 (no memory),\n"
+"-6 (two positions' keys share their high bits: sort them instead).");
+
+static PyObject *distinct_points(PyObject *self, PyObject *args) {
+    Py_buffer bits, hashes, first, inverse;
+    int index_bits;
+    if (!PyArg_ParseTuple(args, "y*y*iw*w*", &bits, &hashes, &index_bits, &first, &inverse))
+        return NULL;
+    Py_ssize_t n = hashes.len / 8;
+    PyObject *result = NULL;
+    if (index_bits < 1 || index_bits > 62 || ((int64_t)1 << index_bits) < n) {
+        PyErr_SetString(PyExc_ValueError, "index_bits: too few bits for the points' indices");
+    } else if (check_size(&bits, 3 * n, 8, "bits") && check_size(&hashes, n, 8, "hashes") &&
+               check_size(&first, n, 8, "first") && check_size(&inverse, n, 8, "inverse")) {
+        int64_t count;
+        Py_BEGIN_ALLOW_THREADS
+        count = distinct_loops(bits.buf, hashes.buf, n, index_bits, first.buf, inverse.buf);
+        Py_END_ALLOW_THREADS
+        result = PyLong_FromLongLong(count);
+    }
+    PyBuffer_Release(&bits);
+    PyBuffer_Release(&hashes);
+    PyBuffer_Release(&first);
+    PyBuffer_Release(&inverse);
     return result;
 }
 
@@ -386,6 +481,7 @@ static PyObject *ray_features(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"normalize_faces", normalize_faces, METH_VARARGS, normalize_faces_doc},
     {"center_and_scale", center_and_scale, METH_VARARGS, center_and_scale_doc},
+    {"distinct_points", distinct_points, METH_VARARGS, distinct_points_doc},
     {"hull_planes", hull_planes, METH_VARARGS, hull_planes_doc},
     {"hull_features", hull_features, METH_VARARGS, hull_features_doc},
     {"ray_features", ray_features, METH_VARARGS, ray_features_doc},

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import raymap.distinct
+from raymap import _kernels
 from raymap.distinct import distinct_points
 
 
@@ -47,29 +48,31 @@ def test_float32_positions_get_distinct_hashes() -> None:
     assert len(np.unique(hashes)) == len(points)
 
 
-@pytest.mark.parametrize("table_bits", [None, 4])
-def test_the_table_gives_the_sorting_paths_answer(table_bits: int | None) -> None:
-    """The table path sorts only each position's first point, and answers exactly as sorting
-    every point does: the same firsts in the same order, the same inverse. With a table of 16
-    buckets nearly every point shares its bucket with other positions and is grouped by the
-    sorting among those points."""
+def test_the_kernel_gives_the_sorting_paths_answer() -> None:
+    """The C table sorts only each position's first point, and answers exactly as sorting
+    every point does: the same firsts in the same order, the same inverse."""
     rng = np.random.default_rng(1)
     positions = rng.normal(size=(3_000, 3)).astype(np.float32).astype(np.float64)
     points = positions[rng.integers(0, len(positions), 20_000)]
+    points[:50] = -0.0
     bits = points.view(np.uint64)
-    hashes = raymap.distinct.position_hashes(bits)
-    by_table = raymap.distinct._by_table(bits, hashes, table_bits)
-    assert by_table is not None
-    first, inverse = raymap.distinct._by_sorting(bits, hashes)
-    np.testing.assert_array_equal(by_table[0], first)
-    np.testing.assert_array_equal(by_table[1], inverse)
-    assert_groups(points, *by_table)
+    first, inverse = raymap.distinct._by_sorting(bits, raymap.distinct.position_hashes(bits))
+    by_kernel = distinct_points(points)
+    np.testing.assert_array_equal(by_kernel[0], first)
+    np.testing.assert_array_equal(by_kernel[1], inverse)
+    assert_groups(points, *by_kernel)
 
 
-def test_the_table_leaves_positions_sharing_high_bits_to_the_sorting_path(
+def test_the_kernel_leaves_positions_sharing_high_bits_to_the_sorting_path(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(raymap.distinct, "_HASH_MULTIPLIERS", np.array([1, 0, 0], np.uint64))
     points = np.array([[1.0, 0, 0], [np.nextafter(1.0, 2.0), 0, 0], [1.0, 0, 0]])
     bits = points.view(np.uint64)
-    assert raymap.distinct._by_table(bits, raymap.distinct.position_hashes(bits)) is None
+    hashes = raymap.distinct.position_hashes(bits)
+    first, inverse = np.empty(3, np.int64), np.empty(3, np.int64)
+    assert _kernels.distinct_points(bits, hashes, 2, first, inverse) == -6
+    sorted_first, sorted_inverse = raymap.distinct._by_sorting(bits, hashes)
+    found = distinct_points(points)
+    np.testing.assert_array_equal(found[0], sorted_first)
+    np.testing.assert_array_equal(found[1], sorted_inverse)

@@ -119,6 +119,11 @@ def test_wrong_sizes_are_value_errors() -> None:
         )
     with pytest.raises(ValueError, match="center"):
         _kernels.center_and_scale(out_vertices, np.zeros(2))
+    bits, hashes, first = np.zeros((5, 3), np.uint64), np.zeros(5, np.uint64), np.empty(5, np.int64)
+    with pytest.raises(ValueError, match="index_bits"):
+        _kernels.distinct_points(bits, hashes, 2, first, first.copy())  # 4 indices for 5 points
+    with pytest.raises(ValueError, match="inverse"):
+        _kernels.distinct_points(bits, hashes, 3, first, first[:4].copy())
     planes = np.empty((4, 2))
     with pytest.raises(ValueError, match="an index out of range"):
         _kernels.hull_planes(vertices, np.array([[0, 1, 9], [0, 1, 2]], np.int32), 0, 0, 0, planes)
