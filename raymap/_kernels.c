@@ -405,7 +405,7 @@ static void cast_loops(intersect8_fn intersect, void *scene, const float *origin
     float *distance = out, *cos_out = out + n_rays, *sin_out = out + 2 * n_rays;
     for (int64_t first = 0; first < n_rays; first += LANES) {
         int lanes = n_rays - first < LANES ? (int)(n_rays - first) : LANES;
-        int valid[LANES];
+        _Alignas(32) int valid[LANES]; /* Embree loads the mask as one vector */
         memset(packet, 0, sizeof packet);
         for (int l = 0; l < LANES; l++) {
             valid[l] = l < lanes ? -1 : 0; /* the last packet's spare lanes are not cast */
