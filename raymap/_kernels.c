@@ -1,4 +1,5 @@
-/* raymap's per-mesh loops in C: normalization, the hull's planes and the rays' features.
+/* raymap's per-mesh loops in C: normalization, an STL's corner merge, the hull's planes and
+ * the rays' features.
  *
  * What numpy did here in a few hundred small calls (a 1k-face mesh spent most of its input
  * stage in them, and in reloading numpy's code between them), each function does in one

@@ -49,8 +49,8 @@ class Metrics:
         )
         self.stage = Histogram(
             "shapes_stage_duration_seconds",
-            "Time per pipeline stage (read, parse, normalize, hull, cast, features, queue, "
-            "inference, search)",
+            "Time per pipeline stage (read, parse, normalize, hull, cast: the rays with their "
+            "features, queue, inference, search)",
             ["endpoint", "stage"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
