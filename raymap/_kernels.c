@@ -494,4 +494,17 @@ static struct PyModuleDef module = {
     "raymap's per-mesh loops in C (raymap/_kernels.c).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
+/* The outcomes' codes, for Python to name rather than repeat. */
+PyMODINIT_FUNC PyInit__kernels(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddIntConstant(m, "ZERO_EXTENT", ZERO_EXTENT) < 0 ||
+        PyModule_AddIntConstant(m, "NOT_FINITE", NOT_FINITE) < 0 ||
+        PyModule_AddIntConstant(m, "NO_MEMORY", NO_MEMORY) < 0 ||
+        PyModule_AddIntConstant(m, "OUT_OF_RANGE", OUT_OF_RANGE) < 0 ||
+        PyModule_AddIntConstant(m, "SHARED_HIGH_BITS", SHARED_HIGH_BITS) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

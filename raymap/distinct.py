@@ -33,8 +33,6 @@ _HASH_MULTIPLIERS = np.array(
 )
 _HALF = np.uint64(32)
 Groups = tuple[np.ndarray, np.ndarray]  # (order, starts): see _equal_runs
-# raymap._kernels.distinct_points's answer when two positions' keys share their high bits
-_SHARED_HIGH_BITS = -6
 
 
 def distinct_points(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +44,7 @@ def distinct_points(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = len(hashes)
     first, inverse = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
     count = _kernels.distinct_points(bits, hashes, _index_bits(n), first, inverse)
-    if count == _SHARED_HIGH_BITS:
+    if count == _kernels.SHARED_HIGH_BITS:  # two positions' keys share their high bits
         return _by_sorting(bits, hashes)
     if count < 0:
         raise MemoryError(f"no memory to merge {n} points")

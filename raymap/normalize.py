@@ -65,8 +65,8 @@ def normalize(vertices: np.ndarray, faces: np.ndarray) -> NormalizedMesh:
 
 # raymap._kernels.normalize_faces's negative answers
 _FAILURES = {
-    -1: "the mesh has zero extent",
-    -2: "non-finite coordinates",
-    -4: "out of memory while normalizing the mesh",
-    -5: "face indices out of range",
+    _kernels.ZERO_EXTENT: "the mesh has zero extent",
+    _kernels.NOT_FINITE: "non-finite coordinates",
+    _kernels.NO_MEMORY: "out of memory while normalizing the mesh",
+    _kernels.OUT_OF_RANGE: "face indices out of range",
 }
