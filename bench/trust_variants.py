@@ -76,9 +76,11 @@ from model.trust import (  # noqa: E402
     BINS,
     KEEP,
     OOD_DATASET,
+    CalibrationSet,
     Invariants,
     TrustedModel,
     best_match,
+    bootstrap_temperatures,
     concatenated,
     confidence_matching_temperature,
     features_of,
@@ -215,27 +217,17 @@ def temperature_spread(
     val_logits: torch.Tensor, y_val: np.ndarray, far: np.ndarray, names: list[str],
     test_logits: torch.Tensor, y_test: np.ndarray, draws: int = 200,
 ) -> None:  # fmt: skip
-    """How far the shipped rule's temperature moves with the validation meshes drawn: T fitted
-    on bootstrap draws of validation's meshes (each with all its rotated copies, each copy in
-    the far half or not as on the real split), and the test ECE at those temperatures."""
-    meshes, mesh_of = np.unique(np.array(names), return_inverse=True)
-    copies_of = [np.flatnonzero(mesh_of == m) for m in range(len(meshes))]
-    rng = np.random.default_rng(0)
-    temperatures = []
-    for _ in range(draws):
-        drawn = np.concatenate([copies_of[m] for m in rng.integers(0, len(meshes), len(meshes))])
-        half = drawn[far[drawn]]
-        temperatures.append(
-            confidence_matching_temperature(val_logits[half], torch.as_tensor(y_val[half]))
-        )
+    """How far the shipped rule's temperature moves with the validation meshes drawn
+    (``model.trust.bootstrap_temperatures``), and the test ECE at its 5th and 95th percentiles."""
+    temperatures = bootstrap_temperatures([CalibrationSet(val_logits, y_val, names, far)], draws)
     low, high = np.percentile(temperatures, [5, 95])
     eces = [
         expected_calibration_error(torch.softmax(test_logits / t, 1).numpy(), y_test, BINS)
         for t in (low, high)
     ]
     print(
-        f"shipped rule's temperature over {draws} draws of the {len(meshes)} validation meshes: "
-        f"mean {np.mean(temperatures):.3f}, std {np.std(temperatures):.3f}, 5th-95th "
+        f"shipped rule's temperature over {draws} draws of the {len(set(names))} validation "
+        f"meshes: mean {np.mean(temperatures):.3f}, std {np.std(temperatures):.3f}, 5th-95th "
         f"percentile {low:.3f}-{high:.3f} (test ECE there {eces[0]:.4f}, {eces[1]:.4f})"
     )
 

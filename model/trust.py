@@ -402,6 +402,48 @@ def confidence_matching_temperature(logits: torch.Tensor, labels: torch.Tensor) 
     return math.exp(brentq(excess, math.log(0.05), math.log(20.0)))
 
 
+@dataclasses.dataclass(frozen=True)
+class CalibrationSet:
+    """Shapes a temperature is fitted on: ``logits`` (N, K) and ``labels`` (N,) of one
+    validation split's maps, ``meshes`` (N,) the mesh of each map (its rotated copies share
+    it), ``used`` (N,) bool the maps the rule calibrates on (the half least like training)."""
+
+    logits: torch.Tensor
+    labels: np.ndarray
+    meshes: Sequence[str]
+    used: np.ndarray
+
+
+def pooled_temperature(sets: Sequence[CalibrationSet]) -> float:
+    """The shipped rule's T (``confidence_matching_temperature``) on the used maps of every set."""
+    logits = torch.cat([s.logits[torch.as_tensor(s.used)] for s in sets])
+    labels = np.concatenate([s.labels[s.used] for s in sets])
+    return confidence_matching_temperature(logits, torch.as_tensor(labels))
+
+
+def bootstrap_temperatures(sets: Sequence[CalibrationSet], draws: int, seed: int = 0) -> np.ndarray:
+    """``pooled_temperature`` on ``draws`` bootstrap draws: in each set its meshes drawn with
+    replacement, every rotated copy of a drawn mesh with it (copies of one mesh are not
+    independent shapes), each copy used as on the real split."""
+    rng = np.random.default_rng(seed)
+    copies = []
+    for s in sets:
+        _, mesh_index = np.unique(np.asarray(s.meshes), return_inverse=True)
+        copies.append([np.flatnonzero(mesh_index == m) for m in range(mesh_index.max() + 1)])
+    out = []
+    for _ in range(draws):
+        drawn = []
+        for s, rows_of in zip(sets, copies, strict=True):
+            rows = np.concatenate([rows_of[m] for m in rng.integers(0, len(rows_of), len(rows_of))])
+            drawn.append(
+                CalibrationSet(
+                    s.logits[rows], s.labels[rows], [s.meshes[i] for i in rows], s.used[rows]
+                )
+            )
+        out.append(pooled_temperature(drawn))
+    return np.array(out)
+
+
 def least_like_training(
     queries: torch.Tensor, bank: torch.Tensor, share: float = CALIBRATION_SHARE
 ) -> np.ndarray:

@@ -19,12 +19,15 @@ from model.metrics import auroc, expected_calibration_error, pair_auroc
 from model.net import SphericalCNN, preset_config
 from model.train import TrainConfig
 from model.trust import (
+    CalibrationSet,
     FitData,
     TrustedModel,
+    bootstrap_temperatures,
     confidence_matching_temperature,
     fit,
     fit_temperature,
     least_like_training,
+    pooled_temperature,
     shrec_halves,
 )
 from tests.trust_testing import synthetic_fit_data
@@ -48,6 +51,55 @@ def test_confidence_matching_temperature_makes_the_mean_confidence_the_accuracy(
         assert temperature == pytest.approx(scale, rel=0.08)
         top = torch.softmax(scale * true_logits / temperature, 1).amax(1).mean()
         assert float(top) == pytest.approx(accuracy, abs=1e-6)
+
+
+def calibration_set(seed: int, meshes: int, copies: int, scale: float) -> CalibrationSet:
+    """``meshes`` shapes with logits ``scale`` times their true ones, each in ``copies`` identical
+    rows (rotated copies the network answers alike), every row used."""
+    generator = torch.Generator().manual_seed(seed)
+    true_logits = 2.0 * torch.randn(meshes, 5, generator=generator)
+    labels = torch.multinomial(torch.softmax(true_logits, 1), 1, generator=generator)[:, 0]
+    return CalibrationSet(
+        (scale * true_logits).repeat_interleave(copies, 0),
+        labels.numpy().repeat(copies),
+        [f"mesh{seed}_{i}" for i in range(meshes) for _ in range(copies)],
+        np.ones(meshes * copies, dtype=bool),
+    )
+
+
+def test_pooled_temperature_fits_the_used_maps_of_every_set() -> None:
+    first, second = calibration_set(0, 300, 1, 3.0), calibration_set(1, 300, 1, 0.5)
+    # Rows not used (the half most like training) must not count: make them absurd.
+    unused = dataclasses.replace(
+        first,
+        logits=torch.cat([first.logits, 100.0 * torch.ones(50, 5)]),
+        labels=np.concatenate([first.labels, np.zeros(50, dtype=first.labels.dtype)]),
+        meshes=[*first.meshes, *(f"near{i}" for i in range(50))],
+        used=np.concatenate([first.used, np.zeros(50, dtype=bool)]),
+    )
+    both = confidence_matching_temperature(
+        torch.cat([first.logits, second.logits]),
+        torch.as_tensor(np.concatenate([first.labels, second.labels])),
+    )
+    assert pooled_temperature([unused, second]) == pytest.approx(both, rel=1e-9)
+    assert pooled_temperature([unused]) == pytest.approx(
+        confidence_matching_temperature(first.logits, torch.as_tensor(first.labels)), rel=1e-9
+    )
+
+
+def test_bootstrap_draws_meshes_with_all_their_copies() -> None:
+    """Ten identical copies of 200 meshes are 200 shapes, not 2,000: drawn by mesh, the fitted T
+    spreads about as for 200 shapes, about sqrt(10) times as much as for 2,000."""
+    copies = np.std(bootstrap_temperatures([calibration_set(0, 200, 10, 1.0)], 100))
+    shapes = np.std(bootstrap_temperatures([calibration_set(0, 2000, 1, 1.0)], 100))
+    assert copies > 2.0 * shapes
+
+
+def test_pooling_splits_narrows_the_temperature() -> None:
+    one = bootstrap_temperatures([calibration_set(0, 300, 1, 1.0)], 100)
+    three = bootstrap_temperatures([calibration_set(s, 300, 1, 1.0) for s in range(3)], 100)
+    assert np.std(three) < 0.75 * np.std(one)
+    assert bootstrap_temperatures([calibration_set(0, 300, 1, 1.0)], 100) == pytest.approx(one)
 
 
 def test_ece_and_auroc_on_known_cases() -> None:
