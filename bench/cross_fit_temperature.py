@@ -5,7 +5,7 @@
 Each checkpoint is a network or an ensemble (``model.ensemble``) of one recipe, trained with a
 validation split of its own (``--val_seed``), so that together they have held out more meshes
 than one split's 393. For each checkpoint: its split's seed, the accuracy on the half of its
-split least like its training part (``model.trust.least_like_training``), the shipped rule's T
+split least like its training part (``model.trust.calibration_set_of``), the shipped rule's T
 there (``model.trust.confidence_matching_temperature``) and that T's spread over bootstrap draws
 of the split's meshes (``model.trust.bootstrap_temperatures``). Then the same rule on every
 split's half at once (``model.trust.pooled_temperature``), its spread (meshes drawn within each
@@ -32,11 +32,9 @@ from model.trust import (  # noqa: E402
     BINS,
     CalibrationSet,
     bootstrap_temperatures,
+    calibration_set_of,
     features_of,
-    first_copies,
-    least_like_training,
     pooled_temperature,
-    training_and_validation,
 )
 
 
@@ -58,20 +56,11 @@ def main() -> int:
         state = read_checkpoint(path)
         network = build_model(state).eval()
         config = state["train_config"]
-        train, val = training_and_validation(config, progress=False)
+        sets.append(calibration_set_of(state, progress=False))
         test = load_maps(
             "modelnet10", "test", int(config["bandwidth"]), "so3", 1, 0, progress=False
         )
-        val_features = features_of(network, val)
         with torch.no_grad():
-            sets.append(
-                CalibrationSet(
-                    network.classifier(val_features.float()).double(),
-                    val.labels.numpy(),
-                    list(val.names),
-                    least_like_training(val_features, features_of(network, first_copies(train))),
-                )
-            )
             test_logits.append(network.classifier(features_of(network, test).float()).double())
         test_labels = test.labels.numpy()
         half = sets[-1]

@@ -491,6 +491,7 @@ class FitData:
     val: Invariants  # every copy
     val_labels: torch.Tensor
     val_first: np.ndarray  # rows of the first copy of each validation mesh
+    val_meshes: list[str]  # the mesh of each validation row
     ood: Invariants  # SHREC'11 choosing half, rotated
     ood_labels: np.ndarray  # of ood: its classes, for retrieval among shapes of no class
     class_names: list[str]
@@ -541,6 +542,7 @@ def load_fit_data(network: SphericalCNN, state: dict[str, Any], progress: bool) 
         val=invariants_of(network, val),
         val_labels=val.labels,
         val_first=val_first,
+        val_meshes=list(val.names),
         ood=ood,
         ood_labels=ood_labels,
         class_names=bank.class_names,
@@ -615,21 +617,34 @@ def keeping_ranking(
     ]
 
 
-def fit(network: SphericalCNN, data: FitData, keep: float = KEEP) -> dict[str, Any]:
-    """The post-hoc entry of a checkpoint, with the measurements behind each choice."""
+def fit(
+    network: SphericalCNN,
+    data: FitData,
+    keep: float = KEEP,
+    calibrate_also: Sequence[CalibrationSet] = (),
+) -> dict[str, Any]:
+    """The post-hoc entry of a checkpoint, with the measurements behind each choice. The
+    temperature is fitted on the half of its validation split least like training, pooled with
+    ``calibrate_also``: the same recipe's networks on validation splits of their own."""
     network = copy.deepcopy(network).double().eval()  # the caller's network stays as it is
     report: dict[str, Any] = {}
     with torch.no_grad():
         val_logits = network.classifier(data.val.features)
     far = least_like_training(data.val.features, data.bank.features)
-    temperature = confidence_matching_temperature(val_logits[far], data.val_labels[far])
     labels = data.val_labels.numpy()
+    own = CalibrationSet(val_logits, labels, data.val_meshes, far)
+    temperature = pooled_temperature([own, *calibrate_also])
     before = torch.softmax(val_logits, 1).numpy()
     after = torch.softmax(val_logits / temperature, 1).numpy()
     report["temperature"] = {
         "T": temperature,
         "fitted_on": f"the {CALIBRATION_SHARE:g} of validation least like the training part "
-        "(mean top probability = accuracy)",
+        "(mean top probability = accuracy)"
+        + (
+            f", pooled with {len(calibrate_also)} other validation splits" if calibrate_also else ""
+        ),
+        "splits": 1 + len(calibrate_also),
+        "own_split_T": pooled_temperature([own]),
         "val_ece_before": expected_calibration_error(before[far], labels[far], BINS),
         "val_ece_after": expected_calibration_error(after[far], labels[far], BINS),
         "val_accuracy": float(np.mean(after[far].argmax(1) == labels[far])),
@@ -784,6 +799,8 @@ def _print_fit(post_hoc: dict[str, Any]) -> None:
         f"there, {t['val_all_accuracy']:.4f} on all of it): ECE there {t['val_ece_before']:.4f} "
         f"-> {t['val_ece_after']:.4f}; on all of validation {t['val_all_ece_after']:.4f}"
     )
+    if t.get("splits", 1) > 1:
+        print(f"  (its own validation split alone: T {t['own_split_T']:.3f})")
     print("descriptor transform (validation queries vs training part; SHREC'11 choosing half):")
     _print_retrieval_rows(report["descriptor"], "{:12s}")
     print("block summaries in the descriptor (SHREC'11 choosing half: mAP among themselves):")
@@ -834,14 +851,41 @@ def ensemble_of(checkpoints: Sequence[Path]) -> dict[str, Any]:
     return ensemble_state(states, checkpoints)
 
 
+def calibration_set_of(state: dict[str, Any], progress: bool) -> CalibrationSet:
+    """A checkpoint's logits on its own validation split, the half least like its training
+    part used: what its temperature would be fitted on."""
+    network = build_model(state).eval()
+    train_part, val = training_and_validation(state["train_config"], progress)
+    val_features = features_of(network, val)
+    used = least_like_training(val_features, features_of(network, first_copies(train_part)))
+    with torch.no_grad():
+        logits = network.classifier(val_features.float()).double()
+    return CalibrationSet(logits, val.labels.numpy(), list(val.names), used)
+
+
 def run_fit(
-    state: dict[str, Any], source: str, out: Path, keep: float, progress: bool
+    state: dict[str, Any],
+    source: str,
+    out: Path,
+    keep: float,
+    progress: bool,
+    calibrate_with: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
-    """Fit on a checkpoint dict (``source`` says which, for the log) and write it to ``out``."""
+    """Fit on a checkpoint dict (``source`` says which, for the log) and write it to ``out``;
+    the temperature pooled with ``calibrate_with``'s validation splits (checkpoint dicts of the
+    same recipe trained on other splits)."""
     print(f"fitting on {source}")
+    own_seed = state["train_config"]["val_seed"]
+    for other in calibrate_with:
+        if other["train_config"]["val_seed"] == own_seed:
+            raise SystemExit(
+                f"a checkpoint to calibrate with has val_seed {own_seed}, the fitted one's: its "
+                "validation split is the same meshes, not new ones"
+            )
     network = build_model(state)
     data = load_fit_data(network, state, progress)
-    post_hoc = fit(network, data, keep)
+    also = [calibration_set_of(other, progress) for other in calibrate_with]
+    post_hoc = fit(network, data, keep, also)
     _print_fit(post_hoc)
     save_checkpoint({**state, "post_hoc": post_hoc}, out)
     print(f"wrote {out}")
@@ -1046,6 +1090,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     fit_parser.add_argument("--out", type=Path, required=True)
     fit_parser.add_argument("--keep", type=float, default=KEEP)
+    fit_parser.add_argument(
+        "--calibrate-with",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="CHECKPOINT",
+        help="checkpoints of the same recipe (ensembles too) trained with other validation "
+        "splits (--val_seed): the temperature is fitted on their splits too (cross-fitting; "
+        "bench/cross_fit_temperature.py)",
+    )
     report_parser = commands.add_parser("report", help="the test-split figures of the export")
     report_parser.add_argument("--model", type=Path, default=Path("models/model.onnx"))
     report_parser.add_argument("--gallery", type=Path, default=Path("models/gallery.npz"))
@@ -1065,7 +1119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             one = len(args.checkpoints) == 1
             path = args.checkpoints[0] if one else best_on_validation(args.checkpoints)
             state, source = read_checkpoint(path), str(path)
-        run_fit(state, source, args.out, args.keep, args.progress)
+        others = [read_checkpoint(path) for path in args.calibrate_with]
+        run_fit(state, source, args.out, args.keep, args.progress, others)
     else:
         _print_report(report(args.model, args.gallery, args.out, args.progress))
     return 0

@@ -19,6 +19,7 @@ from model.metrics import auroc, expected_calibration_error, pair_auroc
 from model.net import SphericalCNN, preset_config
 from model.train import TrainConfig
 from model.trust import (
+    KEEP,
     CalibrationSet,
     FitData,
     TrustedModel,
@@ -28,6 +29,7 @@ from model.trust import (
     fit_temperature,
     least_like_training,
     pooled_temperature,
+    run_fit,
     shrec_halves,
 )
 from tests.trust_testing import synthetic_fit_data
@@ -53,11 +55,13 @@ def test_confidence_matching_temperature_makes_the_mean_confidence_the_accuracy(
         assert float(top) == pytest.approx(accuracy, abs=1e-6)
 
 
-def calibration_set(seed: int, meshes: int, copies: int, scale: float) -> CalibrationSet:
+def calibration_set(
+    seed: int, meshes: int, copies: int, scale: float, classes: int = 5
+) -> CalibrationSet:
     """``meshes`` shapes with logits ``scale`` times their true ones, each in ``copies`` identical
     rows (rotated copies the network answers alike), every row used."""
     generator = torch.Generator().manual_seed(seed)
-    true_logits = 2.0 * torch.randn(meshes, 5, generator=generator)
+    true_logits = 2.0 * torch.randn(meshes, classes, generator=generator)
     labels = torch.multinomial(torch.softmax(true_logits, 1), 1, generator=generator)[:, 0]
     return CalibrationSet(
         (scale * true_logits).repeat_interleave(copies, 0),
@@ -180,6 +184,33 @@ def test_the_temperature_is_fitted_on_the_validation_half_least_like_training(
         confidence_matching_temperature(logits[far], labels[far]), rel=1e-6
     )
     assert temperature > 1.1 * confidence_matching_temperature(logits, labels)
+
+
+def test_the_temperature_pools_other_validation_splits(
+    fitted: tuple[SphericalCNN, dict[str, object], FitData],
+) -> None:
+    """Cross-fitting: another split's shapes (here over-confident ones, T about 3) join the
+    fit, and the fit records its own split's T beside the pooled one."""
+    network, alone, data = fitted
+    with torch.no_grad():
+        logits = copy.deepcopy(network).double().classifier(data.val.features)
+    far = least_like_training(data.val.features, data.bank.features)
+    labels = data.val_labels.numpy()
+    other = calibration_set(7, 400, 1, 3.0, classes=3)
+    pooled = fit(network, data, keep=0.9, calibrate_also=[other])
+    expected = pooled_temperature([CalibrationSet(logits, labels, data.val_meshes, far), other])
+    assert pooled["temperature"] == pytest.approx(expected, rel=1e-9)
+    assert pooled["temperature"] > alone["temperature"]  # type: ignore[operator]
+    record = pooled["report"]["temperature"]
+    assert record["splits"] == 2
+    assert record["own_split_T"] == pytest.approx(alone["temperature"], rel=1e-9)
+
+
+def test_calibrating_with_the_same_validation_split_is_refused(tmp_path: Path) -> None:
+    same = {"train_config": {"val_seed": 3}}
+    with pytest.raises(SystemExit, match="val_seed 3"):
+        run_fit(same, "a checkpoint", tmp_path / "out.pt", KEEP, False, [same])
+    assert not (tmp_path / "out.pt").exists()
 
 
 def test_fit_chooses_block_summaries_by_retrieval_among_strangers(

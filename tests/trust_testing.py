@@ -58,6 +58,7 @@ def synthetic_fit_data(
         val=shapes(val),
         val_labels=val_labels,
         val_first=np.ones(n_val, dtype=bool),
+        val_meshes=[f"val{i}" for i in range(n_val)],
         ood=shapes(strangers),
         ood_labels=np.arange(n_strangers) % 2,
         class_names=list(class_names),
