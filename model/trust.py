@@ -414,11 +414,19 @@ class CalibrationSet:
     used: np.ndarray
 
 
+def _matching_temperature_on(parts: Iterable[tuple[torch.Tensor, np.ndarray]]) -> float:
+    """``confidence_matching_temperature`` on (logits, labels) parts taken together."""
+    logits, labels = zip(*parts, strict=True)
+    return confidence_matching_temperature(
+        torch.cat(logits), torch.as_tensor(np.concatenate(labels))
+    )
+
+
 def pooled_temperature(sets: Sequence[CalibrationSet]) -> float:
     """The shipped rule's T (``confidence_matching_temperature``) on the used maps of every set."""
-    logits = torch.cat([s.logits[torch.as_tensor(s.used)] for s in sets])
-    labels = np.concatenate([s.labels[s.used] for s in sets])
-    return confidence_matching_temperature(logits, torch.as_tensor(labels))
+    return _matching_temperature_on(
+        (s.logits[torch.as_tensor(s.used)], s.labels[s.used]) for s in sets
+    )
 
 
 def bootstrap_temperatures(sets: Sequence[CalibrationSet], draws: int, seed: int = 0) -> np.ndarray:
@@ -432,15 +440,12 @@ def bootstrap_temperatures(sets: Sequence[CalibrationSet], draws: int, seed: int
         copies.append([np.flatnonzero(mesh_index == m) for m in range(mesh_index.max() + 1)])
     out = []
     for _ in range(draws):
-        drawn = []
+        parts = []
         for s, rows_of in zip(sets, copies, strict=True):
             rows = np.concatenate([rows_of[m] for m in rng.integers(0, len(rows_of), len(rows_of))])
-            drawn.append(
-                CalibrationSet(
-                    s.logits[rows], s.labels[rows], [s.meshes[i] for i in rows], s.used[rows]
-                )
-            )
-        out.append(pooled_temperature(drawn))
+            kept = rows[s.used[rows]]
+            parts.append((s.logits[torch.as_tensor(kept)], s.labels[kept]))
+        out.append(_matching_temperature_on(parts))
     return np.array(out)
 
 
