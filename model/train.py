@@ -32,19 +32,18 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.nn import functional as F
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from model import distributed
+from model import distributed, step
 from model.checkpoint import (
     best_path,
     checkpoint_path,
@@ -149,35 +148,9 @@ def lr_factor(config: TrainConfig, epoch: int) -> float:
     return config.lr_gamma**passed
 
 
-def ema_with_warmup(decay: float) -> Callable[[list[Tensor], list[Tensor], Tensor | int], None]:
-    """EMA whose decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates, so that the
-    average does not carry the initial weights for thousands of steps (a short run's EMA
-    would otherwise be mostly the random initialization)."""
-
-    def update(averaged: list[Tensor], current: list[Tensor], n: Tensor | int) -> None:
-        steps = float(n)
-        weight = 1.0 - min(decay, (1.0 + steps) / (10.0 + steps))
-        floating = [(a, c) for a, c in zip(averaged, current, strict=True) if a.is_floating_point()]
-        if floating:
-            torch._foreach_lerp_([a for a, _ in floating], [c for _, c in floating], weight)
-        for a, c in zip(averaged, current, strict=True):
-            if not a.is_floating_point():
-                a.copy_(c)  # counters such as num_batches_tracked
-
-    return update
-
-
 def make_average(model: SphericalCNN, config: TrainConfig) -> AveragedModel | None:
-    """The weight average (parameters and batch-norm statistics alike), or None."""
-    if config.average == "none":
-        return None
-    if config.average == "ema":
-        return AveragedModel(
-            model, multi_avg_fn=ema_with_warmup(config.ema_decay), use_buffers=True
-        )
-    if config.average == "swa":
-        return AveragedModel(model, use_buffers=True)
-    raise ValueError(f"average must be none, ema or swa, got {config.average!r}")
+    """The run's weight average (``model.step.make_average``), or None."""
+    return step.make_average(model, config.average, config.ema_decay)
 
 
 def swa_epoch(config: TrainConfig, epoch: int) -> bool:
@@ -276,20 +249,16 @@ def train(config: TrainConfig) -> Path:
             index = group.shard(global_index)  # this process's part of the global batch
             maps = train_set.maps[index].to(device, non_blocking=True)
             labels = train_set.labels[index].to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                logits, _, *branch_outputs = net(maps)
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
-            if branch_outputs:  # a network with branch heads, in training
-                branch_logits = branch_outputs[0].float()  # (branches, B, K)
-                loss = loss + config.branch_loss * F.cross_entropy(
-                    branch_logits.flatten(0, 1), labels.repeat(len(branch_logits)),
-                    label_smoothing=config.label_smoothing,
-                )  # fmt: skip
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for parameter in frozen:  # only the new head learns (the same in every process)
-                parameter.grad = None
-            optimizer.step()
+            loss, logits = step.training_step(
+                net,
+                optimizer,
+                maps,
+                labels,
+                label_smoothing=config.label_smoothing,
+                branch_loss=config.branch_loss,
+                autocast=autocast,
+                frozen=frozen,
+            )
             if average is not None and config.average == "ema":
                 average.update_parameters(model)
             loss_sum += loss.item() * len(index)
