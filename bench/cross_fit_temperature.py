@@ -1,8 +1,9 @@
 """The recipe's temperature fitted on several validation splits at once (cross-fitting).
 
-    python bench/cross_fit_temperature.py models/modelnet10.pt E1.pt E2.pt
+    python bench/cross_fit_temperature.py models/modelnet10.pt E1.pt A.pt,B.pt,C.pt
 
-Each checkpoint is a network or an ensemble (``model.ensemble``) of one recipe, trained with a
+Each checkpoint is a network or an ensemble (``model.ensemble``; comma-joined runs are taken
+as one, ``model.trust.read_group``) of one recipe, trained with a
 validation split of its own (``--val_seed``), so that together they have held out more meshes
 than one split's 393. For each checkpoint: its split's seed, the accuracy on the half of its
 split least like its training part (``model.trust.calibration_set_of``), the shipped rule's T
@@ -25,7 +26,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from model.checkpoint import build_model, read_checkpoint  # noqa: E402
+from model.checkpoint import build_model  # noqa: E402
 from model.data import load_maps  # noqa: E402
 from model.metrics import expected_calibration_error  # noqa: E402
 from model.trust import (  # noqa: E402
@@ -35,6 +36,7 @@ from model.trust import (  # noqa: E402
     calibration_set_of,
     features_of,
     pooled_temperature,
+    read_group,
 )
 
 
@@ -45,7 +47,7 @@ def spread(temperatures: np.ndarray) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", type=Path, nargs="+")
+    parser.add_argument("checkpoints", nargs="+", help="CHECKPOINT or CHECKPOINT,CHECKPOINT,...")
     parser.add_argument("--draws", type=int, default=200, help="bootstrap draws")
     args = parser.parse_args()
 
@@ -53,7 +55,7 @@ def main() -> int:
     test_logits: list[torch.Tensor] = []
     test_labels = np.zeros(0)
     for path in args.checkpoints:
-        state = read_checkpoint(path)
+        state = read_group(path)
         network = build_model(state).eval()
         config = state["train_config"]
         sets.append(calibration_set_of(state, progress=False))

@@ -856,6 +856,15 @@ def ensemble_of(checkpoints: Sequence[Path]) -> dict[str, Any]:
     return ensemble_state(states, checkpoints)
 
 
+def read_group(group: str) -> dict[str, Any]:
+    """A checkpoint, or comma-separated checkpoints of one recipe as one ensemble
+    (``ensemble_of``): one validation split's networks, as ``--calibrate-with`` names them."""
+    paths = [Path(part) for part in group.split(",") if part]
+    if not paths:
+        raise ValueError(f"no checkpoint in {group!r}")
+    return read_checkpoint(paths[0]) if len(paths) == 1 else ensemble_of(paths)
+
+
 def calibration_set_of(state: dict[str, Any], progress: bool) -> CalibrationSet:
     """A checkpoint's logits on its own validation split, the half least like its training
     part used: what its temperature would be fitted on."""
@@ -1097,12 +1106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     fit_parser.add_argument("--keep", type=float, default=KEEP)
     fit_parser.add_argument(
         "--calibrate-with",
-        type=Path,
         nargs="+",
         default=[],
-        metavar="CHECKPOINT",
-        help="checkpoints of the same recipe (ensembles too) trained with other validation "
-        "splits (--val_seed): the temperature is fitted on their splits too (cross-fitting; "
+        metavar="CHECKPOINT[,CHECKPOINT...]",
+        help="checkpoints of the same recipe trained with other validation splits (--val_seed), "
+        "each an ensemble file or comma-joined runs of one split taken as one ensemble: the "
+        "temperature is fitted on their splits too (cross-fitting; "
         "bench/cross_fit_temperature.py)",
     )
     report_parser = commands.add_parser("report", help="the test-split figures of the export")
@@ -1124,7 +1133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             one = len(args.checkpoints) == 1
             path = args.checkpoints[0] if one else best_on_validation(args.checkpoints)
             state, source = read_checkpoint(path), str(path)
-        others = [read_checkpoint(path) for path in args.calibrate_with]
+        others = [read_group(group) for group in args.calibrate_with]
         run_fit(state, source, args.out, args.keep, args.progress, others)
     else:
         _print_report(report(args.model, args.gallery, args.out, args.progress))

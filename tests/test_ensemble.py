@@ -13,11 +13,11 @@ import torch
 
 from export import onnx as export_onnx
 from model.checkpoint import load_model, model_artifact, save_checkpoint
-from model.ensemble import Ensemble, ensemble_state
+from model.ensemble import Ensemble, ensemble_state, is_ensemble
 from model.finetune import finetune_config, load_pretrained
 from model.net import SphericalCNN, preset_config
 from model.train import TrainConfig
-from model.trust import TrustedModel, fit
+from model.trust import TrustedModel, fit, read_group
 from spherical_shapes.card import render_card
 from tests.trust_testing import synthetic_fit_data
 
@@ -152,3 +152,18 @@ def test_fine_tuning_from_an_ensemble_starts_from_its_first_member() -> None:
             assert value.shape[0] == 5
         else:
             torch.testing.assert_close(value, best[name])
+
+
+def test_a_comma_joined_calibration_group_is_one_ensemble_of_its_runs(tmp_path: Path) -> None:
+    """``--calibrate-with A,B,C``: one validation split's runs taken as one ensemble."""
+    paths = []
+    for seed in (0, 1):
+        path = tmp_path / f"s{seed}.pt"
+        save_checkpoint(_run_state(seed, 0.9, val_seed=3), path)
+        paths.append(str(path))
+    group = read_group(",".join(paths))
+    assert is_ensemble(group) and len(group["ensemble"]["members"]) == 2
+    assert group["train_config"]["val_seed"] == 3
+    assert not is_ensemble(read_group(paths[0]))
+    with pytest.raises(ValueError, match="no checkpoint"):
+        read_group(",")
