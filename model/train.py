@@ -1,15 +1,15 @@
 """Train the spherical CNN: ``python -m model.train --key=value ...``.
 
 Reads top to bottom: config, data (the training split minus a stratified validation split of
-``val_fraction`` of its meshes, drawn with the fixed ``val_seed``), model, optimizer, an optional
-weight average (``average=ema|swa``), then one loop over epochs. Each epoch ends with an
-evaluation on the validation and the test split, a log line, and a checkpoint that resumes
-exactly (weights, average, optimizer, schedule, random state, history). The validation split
-alone chooses the epoch: ``best.pt`` (``model.checkpoint.best_path``) holds the model of the
-epoch with the highest validation accuracy (the averaged weights when averaging); the test
-split is only reported. Re-running the same command after an interruption continues from the
-last finished epoch; ``--epochs`` may differ on the re-run to extend or shorten training (the
-learning-rate schedule follows the new count).
+``val_fraction`` of its meshes, drawn with the fixed ``val_seed``), model, optimizer, an
+optional weight average (``average=ema|swa``), then one loop over epochs of ``model.step``'s
+step. Each epoch ends with an evaluation on the validation and the test split, a log line, and a
+checkpoint that resumes exactly (weights, average, optimizer, schedule, random state, history).
+The validation split alone chooses the epoch: ``best.pt`` (``model.checkpoint.best_path``) holds
+the model of the epoch with the highest validation accuracy (the averaged weights when
+averaging); the test split is only reported. Re-running the same command after an interruption
+continues from the last finished epoch; ``--epochs`` may differ on the re-run to extend or
+shorten training (the learning-rate schedule follows the new count).
 
 ``seed`` draws the initial weights and the batch order; ``data_seed`` the rotations of the
 cached training and test maps (one build serves every ``seed``).
