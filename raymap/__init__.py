@@ -55,3 +55,7 @@ def __getattr__(name: str) -> object:
     value = getattr(importlib.import_module(owner), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
