@@ -61,10 +61,16 @@ RECIPE := --architecture=small --bandwidth=16 --label_smoothing=0.1 --weight_dec
 # together (cross-fitting; docs/results/preregistered-five-split-temperature.md).
 CALIBRATION_SPLITS ?= 1 2 3 4
 SO3 := $(RECIPE) --train_copies=$(SO3_COPIES) --train_stretch=$(STRETCH) --epochs=12
+# JOBS runs at a time, each on one thread (--threads=1): JOBS=3 on 2 cores trains three runs
+# in about the time of two alone; on a GPU many fit side by side (README, Benchmarks, Training
+# speed). With JOBS > 1 each run writes its log to runs/NAME.log and this prints when it starts
+# and ends; any run that fails fails the target (the others finish first).
+JOBS ?= 1
 train: data
-	for s in $(SEEDS); do $(CLI) train $(SO3) --seed=$$s --out=runs/so3-prelu-s$$s || exit 1; done
-	for v in $(CALIBRATION_SPLITS); do for s in $(SEEDS); do $(CLI) train $(SO3) --val_seed=$$v --seed=$$s --out=runs/so3-prelu-v$$v-s$$s || exit 1; done; done
-	for s in $(SEEDS); do $(CLI) train $(RECIPE) --train_rotation=z --test_rotation=z --epochs=12 --seed=$$s --out=runs/z-prelu-s$$s || exit 1; done
+	{ for s in $(SEEDS); do echo "so3-prelu-s$$s $(SO3) --seed=$$s"; done; \
+	  for v in $(CALIBRATION_SPLITS); do for s in $(SEEDS); do echo "so3-prelu-v$$v-s$$s $(SO3) --val_seed=$$v --seed=$$s"; done; done; \
+	  for s in $(SEEDS); do echo "z-prelu-s$$s $(RECIPE) --train_rotation=z --test_rotation=z --epochs=12 --seed=$$s"; done; } \
+	| xargs -L 1 -P $(JOBS) sh -c '$(if $(filter 1,$(JOBS)),$(CLI) train "$$@" --out=runs/$$0,mkdir -p runs && echo "started runs/$$0 (log: runs/$$0.log)" && $(CLI) train "$$@" --out=runs/$$0 --progress=False >runs/$$0.log 2>&1 && echo "finished runs/$$0" || { echo "FAILED runs/$$0 (log: runs/$$0.log)"; exit 1; })'
 
 # Mean and std over the seeds (docs/results/results.md).
 evaluate: setup
