@@ -18,7 +18,7 @@
    and the device's peak memory.
 2. **Processes at once** (``--processes N ...``): N such processes on one device together, as
    when several seeds train side by side, each with the host's cores shared out; the maps per
-   second of all of them against one process.
+   second of all of them against the first count given (``--processes 1 ...``: one process).
 3. **Autocast parity** (``--maps FILE.npz``, CUDA only): the shipped model's logits
    (``--checkpoint``) on real maps in float32 and under bfloat16 autocast: top-1 agreement, the
    largest probability difference and each one's accuracy. When FILE does not exist it is
@@ -131,7 +131,7 @@ def concurrent_processes(
     print(
         f"\n{'bf16 autocast' if autocast else 'float32'} at bandwidth {bandwidth}, N processes "
         f"at once on {device.type} ({cores} host cores shared, {args.steps} timed steps each):\n"
-        "| processes | threads each | median ms/step (each) | maps/s (all) | speed-up "
+        "| processes | threads each | median ms/step (each) | maps/s (all) | against row 1 "
         "| epoch of each (train part) |\n|---:|---:|---:|---:|---:|---:|"
     )
     context = multiprocessing.get_context("spawn")

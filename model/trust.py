@@ -638,7 +638,8 @@ def fit(
     far = least_like_training(data.val.features, data.bank.features)
     labels = data.val_labels.numpy()
     own = CalibrationSet(val_logits, labels, data.val_meshes, far)
-    temperature = pooled_temperature([own, *calibrate_also])
+    own_temperature = pooled_temperature([own])
+    temperature = pooled_temperature([own, *calibrate_also]) if calibrate_also else own_temperature
     before = torch.softmax(val_logits, 1).numpy()
     after = torch.softmax(val_logits / temperature, 1).numpy()
     report["temperature"] = {
@@ -649,7 +650,7 @@ def fit(
             f", pooled with {len(calibrate_also)} other validation splits" if calibrate_also else ""
         ),
         "splits": 1 + len(calibrate_also),
-        "own_split_T": pooled_temperature([own]),
+        "own_split_T": own_temperature,
         "val_ece_before": expected_calibration_error(before[far], labels[far], BINS),
         "val_ece_after": expected_calibration_error(after[far], labels[far], BINS),
         "val_accuracy": float(np.mean(after[far].argmax(1) == labels[far])),
